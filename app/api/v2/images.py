@@ -1,0 +1,81 @@
+"""`/v2/images`: create, list, show, update (JSON patch) and delete image records."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.api.deps import ContextDep, ImageServiceDep, read_json, read_json_object
+from app.api.v2 import list_params, patch
+from app.api.v2.responses import ERROR_RESPONSES, json_request_body, json_response
+from app.api.v2.schemas import (
+    ImageCreateV2,
+    ImagesV2,
+    ImageV2,
+    PatchOperationV2,
+    image_to_wire,
+)
+
+router = APIRouter(prefix="/v2/images", tags=["images"], responses=ERROR_RESPONSES)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ImageV2,
+    openapi_extra=json_request_body(ImageCreateV2),
+)
+async def create_image(request: Request, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    body = await read_json_object(request)
+    record = await run_in_threadpool(images.create, ctx, body)
+    headers = {"Location": str(request.base_url).rstrip("/") + f"/v2/images/{record.image.id}"}
+    headers.update(request.app.state.image_create_headers)
+    return json_response(image_to_wire(record), 201, headers)
+
+
+@router.get("", response_model=ImagesV2)
+def list_images(request: Request, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    params = list(request.query_params.multi_items())
+    query = list_params.parse(params, request.app.state.settings.limits)
+    records = images.list_images(ctx, query)
+    without_marker = [(k, v) for k, v in params if k != "marker"]
+    first = "/v2/images" + (f"?{urlencode(without_marker)}" if without_marker else "")
+    body = {
+        "images": [image_to_wire(record) for record in records],
+        "first": first,
+        "schema": "/v2/schemas/images",
+    }
+    if records and len(records) == query.limit:
+        body["next"] = "/v2/images?" + urlencode(
+            [*without_marker, ("marker", records[-1].image.id)]
+        )
+    return json_response(body)
+
+
+@router.get("/{image_id}", response_model=ImageV2)
+def show_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    return json_response(image_to_wire(images.get(ctx, image_id)))
+
+
+@router.patch(
+    "/{image_id}",
+    response_model=ImageV2,
+    responses={415: ERROR_RESPONSES[400] | {"description": "Not a JSON-patch media type"}},
+    openapi_extra=json_request_body(PatchOperationV2, patch.PATCH_V21, many=True),
+)
+async def update_image(
+    image_id: str, request: Request, ctx: ContextDep, images: ImageServiceDep
+) -> Response:
+    flavour = patch.media_type(request.headers.get("content-type"))
+    operations = patch.parse(flavour, await read_json(request))
+    record = await run_in_threadpool(images.update, ctx, image_id, operations)
+    return json_response(image_to_wire(record))
+
+
+@router.delete("/{image_id}", status_code=204)
+def delete_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    images.delete(ctx, image_id)
+    return Response(status_code=204)

@@ -1,0 +1,223 @@
+"""v2 wire models. They drive the OpenAPI document and the Glance-style JSON schemas served at
+/v2/schemas/*, which python-glanceclient validates every response against."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.images.models import ImageMember
+from app.images.repository import ImageRecord
+from app.images.status import ImageStatus
+
+UUID_PATTERN = (
+    "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"
+)
+# Filled from the configured formats when the JSON schema is built.
+FORMAT_ENUM = "configured formats"
+
+
+LOCATION_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "url": {"type": "string", "maxLength": 255},
+        "metadata": {"type": "object"},
+        "validation_data": {
+            "description": "Values to be used to populate the corresponding image properties. "
+            "If the image status is not 'queued', values must exactly match those already "
+            "contained in the image properties.",
+            "type": "object",
+            "writeOnly": True,
+            "additionalProperties": False,
+            "properties": {
+                "checksum": {"type": "string", "minLength": 32, "maxLength": 32},
+                "os_hash_algo": {"type": "string", "maxLength": 64},
+                "os_hash_value": {"type": "string", "maxLength": 128},
+            },
+            "required": ["os_hash_algo", "os_hash_value"],
+        },
+    },
+    "required": ["url", "metadata"],
+}
+
+
+def _ro(description: str, *, alias: str | None = None, default: Any = ..., **extra: Any) -> Any:
+    """A read-only field: shown in responses, refused in requests."""
+    return Field(
+        default,
+        alias=alias,
+        description=description,
+        json_schema_extra={"readOnly": True, **extra},
+    )
+
+
+class ImageV2(BaseModel):
+    """An image as every v2 response shows it; custom properties appear as extra string fields."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, title="ImageV2")
+
+    id: str = Field(description="An identifier for the image", pattern=UUID_PATTERN)
+    name: str | None = Field(description="Descriptive name for the image", max_length=255)
+    status: ImageStatus = _ro("Status of the image")
+    visibility: Literal["community", "public", "private", "shared"] = Field(
+        description="Scope of image accessibility"
+    )
+    protected: bool = Field(description="If true, image will not be deletable.")
+    os_hidden: bool = Field(
+        description="If true, image will not appear in default image list response."
+    )
+    checksum: str | None = _ro("md5 hash of image contents.", maxLength=32)
+    os_hash_algo: str | None = _ro("Algorithm to calculate the os_hash_value", maxLength=64)
+    os_hash_value: str | None = _ro(
+        "Hexdigest of the image contents using the algorithm specified by the os_hash_algo",
+        maxLength=128,
+    )
+    owner: str | None = Field(description="Owner of the image", max_length=255)
+    size: int | None = _ro("Size of image file in bytes")
+    virtual_size: int | None = _ro("Virtual size of image in bytes")
+    container_format: str | None = Field(
+        description="Format of the container", json_schema_extra={"enum": FORMAT_ENUM}
+    )
+    disk_format: str | None = Field(
+        description="Format of the disk", json_schema_extra={"enum": FORMAT_ENUM}
+    )
+    created_at: str = _ro("Date and time of image registration")
+    updated_at: str = _ro("Date and time of the last image modification")
+    tags: list[str] = Field(
+        description="List of strings related to the image",
+        json_schema_extra={"items": {"type": "string", "maxLength": 255}},
+    )
+    # Shown only when an operator enables it; never null when shown.
+    direct_url: str = _ro("URL to access the image file kept in external store", default=None)
+    min_ram: int = Field(description="Amount of ram (in MB) required to boot image.")
+    min_disk: int = Field(description="Amount of disk space (in GB) required to boot image.")
+    self_: str = _ro("An image self url", alias="self")
+    file: str = _ro("An image file url")
+    stores: str = _ro(
+        "Store in which image data resides.  Only present when the operator has enabled "
+        "multiple stores.  May be a comma-separated list of store identifiers.",
+        default=None,
+    )
+    schema_: str = _ro("An image schema url", alias="schema")
+    locations: list[dict[str, Any]] = Field(
+        default=None,  # type: ignore[arg-type]  # shown only when enabled, never null
+        description="A set of URLs to access the image file kept in external store",
+        json_schema_extra={"items": LOCATION_ITEM},
+    )
+
+
+class ImageCreateV2(BaseModel):
+    """Body of `POST /v2/images`. Any other key is a custom property with a string value."""
+
+    model_config = ConfigDict(extra="allow", title="ImageCreateV2")
+
+    id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    name: str | None = Field(default=None, max_length=255)
+    visibility: Literal["community", "public", "private", "shared"] = "shared"
+    protected: bool = False
+    os_hidden: bool = False
+    owner: str | None = Field(default=None, max_length=255)
+    container_format: str | None = None
+    disk_format: str | None = None
+    min_ram: int = Field(default=0, ge=0)
+    min_disk: int = Field(default=0, ge=0)
+    tags: list[str] = Field(default_factory=list)
+
+
+class ImagesV2(BaseModel):
+    model_config = ConfigDict(title="ImagesV2")
+
+    images: list[ImageV2]
+    first: str
+    next: str | None = None
+    schema_: str = Field(alias="schema")
+
+
+class PatchOperationV2(BaseModel):
+    """One operation of an `application/openstack-images-v2.1-json-patch` body."""
+
+    model_config = ConfigDict(title="PatchOperationV2")
+
+    op: Literal["add", "replace", "remove"]
+    path: str
+    value: Any = None
+
+
+class MemberV2(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, title="MemberV2")
+
+    member_id: str = Field(description="An identifier for the image member (tenantId)")
+    image_id: str = Field(description="An identifier for the image", pattern=UUID_PATTERN)
+    created_at: str = Field(description="Date and time of image member creation")
+    updated_at: str = Field(description="Date and time of last modification of image member")
+    status: Literal["pending", "accepted", "rejected"] = Field(
+        description="The status of this image member"
+    )
+    schema_: str = Field(alias="schema", json_schema_extra={"readOnly": True})
+
+
+class MembersV2(BaseModel):
+    model_config = ConfigDict(title="MembersV2")
+
+    members: list[MemberV2]
+    schema_: str = Field(alias="schema")
+
+
+class MemberCreateV2(BaseModel):
+    model_config = ConfigDict(title="MemberCreateV2")
+
+    member: str = Field(max_length=255)
+
+
+class MemberUpdateV2(BaseModel):
+    model_config = ConfigDict(title="MemberUpdateV2")
+
+    status: Literal["pending", "accepted", "rejected"]
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_to_wire(record: ImageRecord) -> dict[str, Any]:
+    """The response body of an image, in Glance's key order (custom properties first)."""
+    image = record.image
+    href = f"/v2/images/{image.id}"
+    return {
+        **record.properties,
+        "name": image.name,
+        "disk_format": image.disk_format,
+        "container_format": image.container_format,
+        "visibility": image.visibility,
+        "size": image.size,
+        "virtual_size": image.virtual_size,
+        "status": image.status,
+        "checksum": image.checksum,
+        "protected": image.protected,
+        "min_ram": image.min_ram,
+        "min_disk": image.min_disk,
+        "owner": image.owner,
+        "os_hidden": image.os_hidden,
+        "os_hash_algo": image.os_hash_algo,
+        "os_hash_value": image.os_hash_value,
+        "id": image.id,
+        "created_at": timestamp(image.created_at),
+        "updated_at": timestamp(image.updated_at),
+        "tags": record.tags,
+        "self": href,
+        "file": f"{href}/file",
+        "schema": "/v2/schemas/image",
+    }
+
+
+def member_to_wire(member: ImageMember) -> dict[str, Any]:
+    return {
+        "member_id": member.member,
+        "image_id": member.image_id,
+        "status": member.status,
+        "created_at": timestamp(member.created_at),
+        "updated_at": timestamp(member.updated_at),
+        "schema": "/v2/schemas/member",
+    }

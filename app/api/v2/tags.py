@@ -1,0 +1,23 @@
+"""`/v2/images/{image_id}/tags/{tag}`: add and remove one tag."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from app.api.deps import ContextDep, ImageServiceDep
+from app.api.v2.responses import ERROR_RESPONSES
+
+router = APIRouter(prefix="/v2/images/{image_id}/tags", tags=["tags"], responses=ERROR_RESPONSES)
+
+
+@router.put("/{tag}", status_code=204)
+def add_tag(image_id: str, tag: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    images.add_tag(ctx, image_id, tag)
+    return Response(status_code=204)
+
+
+@router.delete("/{tag}", status_code=204)
+def delete_tag(image_id: str, tag: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    images.delete_tag(ctx, image_id, tag)
+    return Response(status_code=204)

@@ -1,0 +1,111 @@
+"""The `glint` command: serve, db upgrade, openapi."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from app.config import Settings, SettingsError, load_settings
+
+log = logging.getLogger("glint")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.group()
+def main() -> None:
+    """Glint: the OpenStack Image service API, fast."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 9292).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the API server (migrations are applied first)."""
+    import uvicorn
+
+    from app.db.migrate import upgrade
+    from app.main import create_app
+
+    settings = _settings()
+    host = host or settings.server.host
+    port = port or settings.server.port
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    if settings.auth.strategy == "noauth" and not _is_loopback(host):
+        log.warning(
+            "!!! noauth on %s: every request without identity headers acts as project %r with "
+            "roles %s, and identity headers are trusted as sent. Put Keystone's auth_token "
+            "middleware (or a proxy that sets and strips X-Identity-Status) in front. !!!",
+            host,
+            settings.auth.default_project_id,
+            ",".join(settings.auth.default_roles),
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+        h11_max_incomplete_event_size=settings.limits.max_header_line * 4,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to the configured database (SQLite, PostgreSQL, MySQL/MariaDB)."""
+    from app.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"database at revision {revision}")
+
+
+@main.command()
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+def openapi(output: Path | None) -> None:
+    """Print the OpenAPI document of the v2 API (what openapi/v2.json holds)."""
+    from app.api.openapi import render_document
+
+    text = render_document()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

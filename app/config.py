@@ -1,0 +1,148 @@
+"""Settings: one validated object, read once by `create_app` and the CLI.
+
+Sources, strongest first: environment variables `GLINT_<GROUP>__<FIELD>`, then the TOML file
+named by `GLINT_CONFIG` (same groups as tables), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
+CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
+
+
+class DatabaseSettings(BaseModel):
+    # Empty means the embedded default: SQLite inside the data directory.
+    url: str = ""
+    echo: bool = False
+    pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, url: str) -> str:
+        if url and url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "mysql"):
+            raise ValueError("must be a sqlite://, postgresql:// or mysql:// URL")
+        return url
+
+
+class AuthSettings(BaseModel):
+    """Identity: `noauth` trusts Keystone-style headers and falls back to a default identity."""
+
+    strategy: Literal["noauth"] = "noauth"
+    default_project_id: str = "admin"
+    default_user_id: str = "admin"
+    default_roles: list[str] = Field(default_factory=lambda: ["admin", "member", "reader"])
+
+    @field_validator("default_roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [role.strip() for role in value.split(",") if role.strip()]
+        return value
+
+
+class ImageFormatSettings(BaseModel):
+    disk_formats: list[str] = Field(default_factory=lambda: list(DISK_FORMATS))
+    container_formats: list[str] = Field(default_factory=lambda: list(CONTAINER_FORMATS))
+
+
+class LimitSettings(BaseModel):
+    """Glance's legacy quotas and API limits; the names match Glance's options."""
+
+    limit_param_default: int = Field(default=25, ge=1)
+    api_limit_max: int = Field(default=1000, ge=1)
+    image_property_quota: int = 128
+    image_tag_quota: int = 128
+    image_member_quota: int = 128
+    max_request_id_length: int = Field(default=64, ge=1)
+    max_header_line: int = Field(default=16384, ge=1024)
+    max_json_body: int = Field(default=1024 * 1024, ge=1024)
+    image_size_cap: int = Field(default=1 << 40, ge=1)
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9292, ge=1, le=65535)
+    # Used for absolute links (versions document) when set, like Glance's public_endpoint.
+    public_endpoint: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GLINT_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Path("glint-data")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    image_formats: ImageFormatSettings = Field(default_factory=ImageFormatSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("GLINT_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'glint.db'}"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+
+def load_settings() -> Settings:
+    config_file = os.environ.get("GLINT_CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise SettingsError(f"GLINT_CONFIG: no such file: {config_file}")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+    except ValueError as exc:  # malformed TOML or JSON in an environment variable
+        raise SettingsError(f"invalid settings: {exc}") from exc
+
+
+class _DefaultsOnly(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def default_settings() -> Settings:
+    """The built-in defaults, whatever the environment says (for generated documents)."""
+    return _DefaultsOnly()

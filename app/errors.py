@@ -1,0 +1,118 @@
+"""Domain errors. Each carries its HTTP status and the message Glance gives for the same case."""
+
+from __future__ import annotations
+
+
+class GlintError(Exception):
+    status_code = 500
+    # webob's default explanation for the status, used when no message is given
+    message = "The server has either erred or is incapable of performing the requested operation."
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        if message is not None:
+            self.message = message
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class BadRequest(GlintError):
+    status_code = 400
+    message = (
+        "The server could not comply with the request since it is either malformed or "
+        "otherwise incorrect."
+    )
+
+
+class Unauthorized(GlintError):
+    status_code = 401
+    message = (
+        "This server could not verify that you are authorized to access the document you "
+        "requested. Either you supplied the wrong credentials (e.g., bad password), or your "
+        "browser does not understand how to supply the credentials required."
+    )
+
+
+class Forbidden(GlintError):
+    status_code = 403
+    message = "Access was denied to this resource."
+
+
+class NotFound(GlintError):
+    status_code = 404
+    message = "The resource could not be found."
+
+
+class MethodNotAllowed(GlintError):
+    status_code = 405
+
+
+class Conflict(GlintError):
+    status_code = 409
+    message = "There was a conflict when trying to complete your request."
+
+
+class PayloadTooLarge(GlintError):
+    status_code = 413
+    message = "The body of your request was too large for this server."
+
+
+class UnsupportedMediaType(GlintError):
+    status_code = 415
+
+    def __init__(self, content_type: str, detail: str, *, headers: dict[str, str] | None = None):
+        self.content_type = content_type
+        self.detail = detail
+        super().__init__(
+            f"The request media type {content_type} is not supported by this server.",
+            headers=headers,
+        )
+
+
+class HeaderFieldsTooLarge(GlintError):
+    status_code = 431
+    message = "The request header fields were too large"
+
+
+class ServiceUnavailable(GlintError):
+    status_code = 503
+    message = "The server is currently unavailable. Please try again at a later time."
+
+
+# Domain-named errors: what went wrong, with Glance's wording.
+
+
+class ImageNotFound(NotFound):
+    def __init__(self, image_id: str):
+        super().__init__(f"No image found with ID {image_id}")
+
+
+class PolicyDenied(Forbidden):
+    def __init__(self, action: str):
+        self.action = action
+        super().__init__(f"You are not authorized to complete {action} action.")
+
+
+class ReadOnlyAttribute(Forbidden):
+    def __init__(self, attribute: str):
+        super().__init__(f"Attribute '{attribute}' is read-only.")
+
+
+class SchemaViolation(BadRequest):
+    """A value does not match the image schema (jsonschema's wording, as Glance reports it)."""
+
+    def __init__(self, schema_name: str, reason: str):
+        super().__init__(f"Provided object does not match schema '{schema_name}': {reason}")
+
+
+class InvalidImageTransition(Conflict):
+    def __init__(self, from_: str, to: str):
+        super().__init__(f"Image status transition from {from_} to {to} is not allowed")
+
+
+class ImageIdTaken(Conflict):
+    def __init__(self, image_id: str):
+        super().__init__(f"Image ID {image_id} already exists!")
+
+
+class QuotaExceeded(PayloadTooLarge):
+    pass

@@ -1,0 +1,46 @@
+"""Which image attributes a caller may set, as Glance classifies them."""
+
+from __future__ import annotations
+
+# Shown, never settable by a client.
+READ_ONLY = frozenset(
+    {
+        "id",
+        "status",
+        "checksum",
+        "os_hash_algo",
+        "os_hash_value",
+        "size",
+        "virtual_size",
+        "created_at",
+        "updated_at",
+    }
+)
+# Computed links and store bookkeeping: never accepted on create.
+DISALLOWED = frozenset({"self", "file", "schema", "direct_url", "stores"})
+# Internal to the service.
+RESERVED = frozenset({"owner_id", "location", "locations", "deleted", "deleted_at"})
+RESERVED_PREFIX = "os_glance"
+# Core attributes a client may change; `remove` of any of them is refused.
+WRITABLE_CORE = frozenset(
+    {
+        "name",
+        "visibility",
+        "protected",
+        "os_hidden",
+        "owner",
+        "disk_format",
+        "container_format",
+        "min_ram",
+        "min_disk",
+        "tags",
+    }
+)
+BASE = READ_ONLY | DISALLOWED | RESERVED | WRITABLE_CORE
+
+VISIBILITIES = ("community", "public", "private", "shared")
+MEMBER_STATUSES = ("pending", "accepted", "rejected")
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED or name.startswith(RESERVED_PREFIX)

@@ -1,0 +1,119 @@
+"""Image tables. Column names follow Glance's (`checksum`, `os_hash_algo`, `min_ram`, ...)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.db.base import LongText, Timestamp, utcnow
+from app.images.status import ImageStatus
+
+
+class StatusColumn(sa.types.TypeDecorator[ImageStatus]):
+    """Stored as its string value; read back as ImageStatus."""
+
+    impl = sa.String(30)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: ImageStatus | str | None, dialect: sa.Dialect
+    ) -> str | None:
+        # Unknown strings (a list filter for a status that does not exist) match nothing.
+        return value.value if isinstance(value, ImageStatus) else value
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> ImageStatus | None:
+        return None if value is None else ImageStatus(value)
+
+
+class Image(SQLModel, table=True):
+    __tablename__ = "image"
+    __table_args__ = (
+        # Default order and keyset paging: (created_at, id) with both directions.
+        sa.Index("ix_image_created_at_id", "created_at", "id"),
+        sa.Index("ix_image_updated_at_id", "updated_at", "id"),
+        sa.Index("ix_image_owner_created_at", "owner", "created_at"),
+        sa.Index("ix_image_visibility_created_at", "visibility", "created_at"),
+    )
+
+    id: str = Field(sa_column=sa.Column(sa.String(36), primary_key=True))
+    name: str | None = Field(default=None, sa_column=sa.Column(sa.String(255), index=True))
+    status: ImageStatus = Field(
+        default=ImageStatus.QUEUED,
+        sa_column=sa.Column(StatusColumn(), nullable=False, index=True),
+    )
+    visibility: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    protected: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    os_hidden: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    checksum: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), index=True))
+    os_hash_algo: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    os_hash_value: str | None = Field(default=None, sa_column=sa.Column(sa.String(128), index=True))
+    owner: str | None = Field(default=None, sa_column=sa.Column(sa.String(255)))
+    size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    virtual_size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    disk_format: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))
+    container_format: str | None = Field(default=None, sa_column=sa.Column(sa.String(32)))
+    min_ram: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    min_disk: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
+    )
+    deleted_at: datetime | None = Field(default=None, sa_column=sa.Column(Timestamp))
+    # Soft delete: the row stays so that its id can never be used again (OSSN-0075).
+    is_deleted: bool = Field(
+        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, index=True)
+    )
+
+
+class ImageProperty(SQLModel, table=True):
+    """A custom (user-defined) image property; always a string value."""
+
+    __tablename__ = "image_property"
+    __table_args__ = (sa.UniqueConstraint("image_id", "name"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
+    image_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    name: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
+    value: str = Field(sa_column=sa.Column(LongText, nullable=False))
+
+
+class ImageTag(SQLModel, table=True):
+    __tablename__ = "image_tag"
+    __table_args__ = (sa.UniqueConstraint("image_id", "value"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
+    image_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    value: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
+
+
+class ImageMember(SQLModel, table=True):
+    __tablename__ = "image_member"
+    __table_args__ = (sa.UniqueConstraint("image_id", "member"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
+    image_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    member: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
+    status: str = Field(default="pending", sa_column=sa.Column(sa.String(20), nullable=False))
+    can_share: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
+    )

@@ -1,0 +1,71 @@
+"""The application factory: every resource is built here from Settings, nothing at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import docs, errors, openapi, versions
+from app.api.middleware import EdgeMiddleware
+from app.api.v2 import images, json_schemas, members, tags
+from app.config import Settings
+from app.context import NoAuthStrategy
+from app.db.engine import Database
+from app.images.members import MemberService
+from app.images.service import ImageService
+
+_API_ROUTERS = (images.router, tags.router, members.router, json_schemas.router)
+
+
+def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
+    db = database or Database(
+        settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if database is None:
+            db.dispose()
+
+    app = FastAPI(
+        title="Glint",
+        version="0.1.0",
+        description="The OpenStack Image service API (Glance v2), fast.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
+    )
+    state = app.state
+    state.settings = settings
+    state.db = db
+    state.auth = NoAuthStrategy(settings.auth)
+    state.v2_minors = versions.v2_minors(multistore=False, cache=False)
+    state.json_schemas = json_schemas.build_all(settings.image_formats)
+    state.image_create_headers = {}
+    state.image_service = ImageService(
+        db,
+        limits=settings.limits,
+        validate=json_schemas.make_validator(state.json_schemas["image"]),
+    )
+    state.member_service = MemberService(db, limits=settings.limits)
+
+    app.include_router(versions.router)
+    for router in _API_ROUTERS:
+        app.include_router(router)
+    state.api_routes = [route for router in _API_ROUTERS for route in router.routes]
+
+    docs.install(app)
+    openapi.install(app)
+    errors.install(app)
+    app.add_middleware(
+        EdgeMiddleware,
+        v2_minors=state.v2_minors,
+        versions_response=versions.multiple_choices,
+        max_request_id_length=settings.limits.max_request_id_length,
+        max_header_line=settings.limits.max_header_line,
+    )
+    return app

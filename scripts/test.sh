@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs Glint and its test tools into .venv, checks
+# lint and types, then runs the tests on SQLite, PostgreSQL and MariaDB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+scripts/services.sh
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+
+for database in sqlite postgresql mysql; do
+  echo "=== tests on $database"
+  GLINT_TEST_DB=$database .venv/bin/pytest -q "$@"
+done
