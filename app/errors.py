@@ -8,9 +8,17 @@ class GlintError(Exception):
     # webob's default explanation for the status, used when no message is given
     message = "The server has either erred or is incapable of performing the requested operation."
 
-    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
+    ):
+        """`message` is webob's explanation; `detail` the second line some Glance errors add."""
         if message is not None:
             self.message = message
+        self.detail = detail
         self.headers = headers or {}
         super().__init__(self.message)
 
@@ -60,10 +68,9 @@ class UnsupportedMediaType(GlintError):
     status_code = 415
 
     def __init__(self, content_type: str, detail: str, *, headers: dict[str, str] | None = None):
-        self.content_type = content_type
-        self.detail = detail
         super().__init__(
             f"The request media type {content_type} is not supported by this server.",
+            detail=detail,
             headers=headers,
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -68,32 +69,36 @@ def _status_line(status_code: int) -> tuple[str, str]:
     return f"{status_code} {title}", title
 
 
-def _fragments(exc: GlintError, method: str) -> tuple[str, str]:
-    """The text before and after webob's `<br /><br />` for this error."""
+def _body(exc: GlintError, method: str, escape: Callable[[str], str]) -> str:
+    """webob's body template for the error, with the message and detail escaped."""
+    message, detail = escape(exc.message), escape(exc.detail)
     if isinstance(exc, MethodNotAllowed):
-        return f"The method {method} is not allowed for this resource. ", "\n"
+        return f"The method {method} is not allowed for this resource. <br /><br />\n{detail}"
     if isinstance(exc, UnsupportedMediaType):
-        return exc.message + "\n", "\n" + exc.detail
-    return exc.message, "\n\n\n"
+        return f"{message}\n<br /><br />\n{detail}"
+    return f"{message}<br /><br />\n{detail}\n\n"
+
+
+def _unescaped(text: str) -> str:
+    return text
 
 
 def render(exc: GlintError, request: Request) -> Response:
     status, title = _status_line(exc.status_code)
-    before, after = _fragments(exc, request.method)
     media_type = negotiate(request.headers.get("accept"))
     if media_type == "text/html":
         body = (
             f"<html>\n <head>\n  <title>{status}</title>\n </head>\n <body>\n  <h1>{status}</h1>\n"
-            f"  {html.escape(before)}<br /><br />{html.escape(after)}\n </body>\n</html>"
+            f"  {_body(exc, request.method, html.escape)}\n </body>\n</html>"
         )
         content_type = "text/html; charset=UTF-8"
     elif media_type == "application/json":
-        body = json.dumps(
-            {"message": f"{before}<br /><br />{after}", "code": status, "title": title}
-        )
+        message = _body(exc, request.method, _unescaped)
+        body = json.dumps({"message": message, "code": status, "title": title})
         content_type = "application/json"
     else:
-        body = f"{status}\n\n{before.strip()}\n\n"
+        text = _body(exc, request.method, _unescaped).replace("<br />", "\n")
+        body = f"{status}\n\n{text}"
         content_type = "text/plain; charset=UTF-8"
     return Response(body, status_code=exc.status_code, headers=exc.headers, media_type=content_type)
 

@@ -21,6 +21,9 @@ from app.api.errors import render
 from app.errors import BadRequest, GlintError, HeaderFieldsTooLarge
 
 _VERSIONED = re.compile(r"^/v(\d+)(?:\.(\d+))?(/.*)?$")
+_VERSION_MEDIA_TYPE = re.compile(rb"application/vnd\.openstack\.images-v(\d+)(?:\.(\d+))?")
+# Served outside the versioned API; any other unversioned path gets the versions document.
+_UNVERSIONED = ("/", "/versions", "/healthcheck", "/docs", "/openapi.json")
 _UNIQUE_HEADERS = frozenset(
     {
         b"x-identity-status",
@@ -93,16 +96,33 @@ class EdgeMiddleware:
             await render(error, Request(scope))(scope, receive, send_with_request_id)
             return
 
+        path = self._api_path(scope)
+        if path is None:
+            await self.versions_response(Request(scope))(scope, receive, send_with_request_id)
+            return
+        if path != scope["path"]:
+            scope = {**scope, "path": path, "raw_path": None}
+        await self.app(scope, receive, send_with_request_id)
+
+    def _api_path(self, scope: Scope) -> str | None:
+        """The path to route, with any version alias resolved; None for an unknown version."""
         path: str = scope["path"]
+        if path in _UNVERSIONED or path.startswith("/docs/"):
+            return path
         match = _VERSIONED.match(path)
         if match:
             major, minor, rest = match.groups()
-            if major != "2" or (minor is not None and int(minor) not in self.v2_minors):
-                await self.versions_response(Request(scope))(scope, receive, send_with_request_id)
-                return
-            if minor is not None:
-                scope = {**scope, "path": "/v2" + (rest or ""), "raw_path": None}
-        await self.app(scope, receive, send_with_request_id)
+        else:
+            # Version by media type: `Accept: application/vnd.openstack.images-v2.N` on /images.
+            accept = dict(scope["headers"]).get(b"accept", b"")
+            media = _VERSION_MEDIA_TYPE.search(accept)
+            if media is None:
+                return None
+            major, minor = (part.decode() if part else None for part in media.groups())
+            rest = path
+        if major != "2" or (minor is not None and int(minor) not in self.v2_minors):
+            return None
+        return "/v2" + (rest or "")
 
     @staticmethod
     def _body_rejected(scope: Scope) -> GlintError | None:

@@ -99,7 +99,7 @@ class ImageService:
         policy.require_member(ctx, "add_image")
         owner = body.get("owner", ctx.project_id)
         if owner != ctx.project_id and not ctx.is_admin:
-            raise Forbidden()
+            raise Forbidden(detail=f"You are not permitted to create images owned by '{owner}'")
         visibility = body.get("visibility", "shared")
         policy.require_visibility_allowed(ctx, visibility)
         properties = {k: v for k, v in body.items() if k not in attributes.BASE}
@@ -221,22 +221,22 @@ class ImageService:
 
     @staticmethod
     def _check_settable(name: str) -> None:
-        if name in attributes.READ_ONLY and name != "id":
+        if (name in attributes.READ_ONLY and name != "id") or name in attributes.DISALLOWED:
             raise ReadOnlyAttribute(name)
-        if name in attributes.DISALLOWED or attributes.is_reserved(name):
-            raise Forbidden()
+        if attributes.is_reserved(name):
+            raise Forbidden(detail=f"Attribute '{name}' is reserved.")
 
     @staticmethod
     def _check_patchable(ctx: RequestContext, operation: PatchOperation) -> None:
         name = operation.name
-        if name in attributes.READ_ONLY:
+        if name in attributes.READ_ONLY or name in attributes.DISALLOWED:
             raise ReadOnlyAttribute(name)
-        if name in attributes.DISALLOWED or attributes.is_reserved(name):
-            raise Forbidden()
+        if attributes.is_reserved(name):
+            raise Forbidden(detail=f"Attribute '{name}' is reserved.")
         if operation.op == "remove" and name in attributes.WRITABLE_CORE:
-            raise Forbidden()
+            raise Forbidden(detail=f"Property {name} may not be removed.")
         if name == "owner" and not ctx.is_admin:
-            raise Forbidden()
+            raise Forbidden(detail="Owner can't be updated by non admin.")
 
     def _check_values(self, document: dict[str, Any]) -> None:
         """Rules the image schema does not express (Glance checks them in code)."""
@@ -286,7 +286,9 @@ class ImageService:
         document = dict(document)
         for operation in operations:
             if operation.strict_add and operation.op == "add" and operation.name in document:
-                raise Conflict()
+                raise Conflict(detail=f"Property {operation.name} already present.")
+            if operation.op != "add" and operation.name not in document:
+                raise Conflict(detail=f"Property {operation.name} does not exist.")
             step: dict[str, Any] = {
                 "op": operation.op,
                 "path": "/" + jsonpointer.escape(operation.name),
