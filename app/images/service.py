@@ -24,7 +24,6 @@ from app.errors import (
     NotFound,
     QuotaExceeded,
     ReadOnlyAttribute,
-    SchemaViolation,
 )
 from app.images import attributes, policy
 from app.images.models import Image
@@ -189,8 +188,7 @@ class ImageService:
             policy.require_owner_member(ctx, image, "modify_image")
             tags = repo.load([image])[0].tags
             if add:
-                if len(tag) > 255:
-                    raise SchemaViolation("image", f"{tag!r} is too long")
+                self.validate({"tags": [tag]})
                 if tag in tags:
                     return
                 new_tags = [*tags, tag]
