@@ -51,9 +51,28 @@ async def read_json(request: Request) -> Any:
     if not body:
         raise BadRequest("Body expected in request.")
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        document = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise BadRequest("Malformed JSON in request body.") from exc
+    if _has_nul(document):
+        # No database stores it the same way (PostgreSQL refuses it outright).
+        raise BadRequest("Request body contains a NUL character.")
+    return document
+
+
+def _has_nul(document: Any) -> bool:
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

@@ -92,6 +92,8 @@ class EdgeMiddleware:
 
         if error is None:
             error = self._body_rejected(scope)
+        if error is None and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            error = BadRequest("Request URL contains a NUL character.")
         if error is not None:
             await render(error, Request(scope))(scope, receive, send_with_request_id)
             return

@@ -24,6 +24,11 @@ Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
+# Any Unicode (4-byte UTF-8 included), compared byte for byte: names, tags and property keys are
+# case-sensitive and unique exactly, as on PostgreSQL and SQLite.
+MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
 def utcnow() -> datetime:
     """Naive UTC: every supported database stores it the same way."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from app.db.base import LongText, Timestamp, utcnow
+from app.db.base import MYSQL_TABLE_OPTIONS, LongText, Timestamp, utcnow
 from app.images.status import ImageStatus
 
 
@@ -35,6 +35,7 @@ class Image(SQLModel, table=True):
         sa.Index("ix_image_updated_at_id", "updated_at", "id"),
         sa.Index("ix_image_owner_created_at", "owner", "created_at"),
         sa.Index("ix_image_visibility_created_at", "visibility", "created_at"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: str = Field(sa_column=sa.Column(sa.String(36), primary_key=True))
@@ -73,7 +74,7 @@ class ImageProperty(SQLModel, table=True):
     """A custom (user-defined) image property; always a string value."""
 
     __tablename__ = "image_property"
-    __table_args__ = (sa.UniqueConstraint("image_id", "name"),)
+    __table_args__ = (sa.UniqueConstraint("image_id", "name"), MYSQL_TABLE_OPTIONS)
 
     id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
     image_id: str = Field(
@@ -87,7 +88,7 @@ class ImageProperty(SQLModel, table=True):
 
 class ImageTag(SQLModel, table=True):
     __tablename__ = "image_tag"
-    __table_args__ = (sa.UniqueConstraint("image_id", "value"),)
+    __table_args__ = (sa.UniqueConstraint("image_id", "value"), MYSQL_TABLE_OPTIONS)
 
     id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
     image_id: str = Field(
@@ -100,7 +101,7 @@ class ImageTag(SQLModel, table=True):
 
 class ImageMember(SQLModel, table=True):
     __tablename__ = "image_member"
-    __table_args__ = (sa.UniqueConstraint("image_id", "member"),)
+    __table_args__ = (sa.UniqueConstraint("image_id", "member"), MYSQL_TABLE_OPTIONS)
 
     id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
     image_id: str = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,14 +18,25 @@ from app.images.models import Image, ImageMember, ImageProperty, ImageTag
 from app.images.query import ImageListQuery
 from app.images.status import INVISIBLE, ImageStatus
 
-_TIME_OPS = {
-    "gt": sa.sql.operators.gt,
-    "gte": sa.sql.operators.ge,
-    "eq": sa.sql.operators.eq,
-    "neq": sa.sql.operators.ne,
-    "lt": sa.sql.operators.lt,
-    "lte": sa.sql.operators.le,
-}
+
+def _time_condition(column: Any, op: str, moment: datetime) -> ColumnElement[bool]:
+    """Times are shown to the second but stored finer: a whole-second bound means that
+    whole second, so `updated_at=lte:<the value an image shows>` includes that image."""
+    if moment.microsecond:
+        start, end = moment, moment + timedelta(microseconds=1)
+    else:
+        start, end = moment, moment + timedelta(seconds=1)
+    conditions: dict[str, ColumnElement[bool]] = {
+        "lt": column < start,
+        "gte": column >= start,
+        "lte": column < end,
+        "gt": column >= end,
+        "eq": sa.and_(column >= start, column < end),
+        "neq": sa.or_(column < start, column >= end),
+    }
+    return conditions[op]
+
+
 # NULL sorts first in ascending order on every database: compare a non-null stand-in instead.
 _NULL_STAND_IN: dict[str, Any] = {
     "name": "",
@@ -258,7 +270,7 @@ class ImageRepository:
         if query.size_max is not None:
             conditions.append(col(Image.size) <= query.size_max)
         for key, op, moment in query.times:
-            conditions.append(_TIME_OPS[op](getattr(Image, key), moment))
+            conditions.append(_time_condition(getattr(Image, key), op, moment))
         for tag in query.tags:
             conditions.append(
                 sa.exists().where(

@@ -35,6 +35,7 @@ from app.images.status import ImageStatus
 ImageValidator = Callable[[dict[str, Any]], None]
 
 MAX_PROPERTY_NAME = 255
+MAX_INTEGER = 2**31 - 1  # min_ram and min_disk are 32-bit columns, as in Glance
 MAX_PROPERTY_VALUE = 65535
 _CORE_COLUMNS = (
     "name",
@@ -240,9 +241,16 @@ class ImageService:
         """Rules the image schema does not express (Glance checks them in code)."""
         for name in ("min_ram", "min_disk"):
             value = document.get(name)
+            if isinstance(value, float):  # JSON Schema counts 5.0 as an integer
+                value = document[name] = int(value)
             if isinstance(value, int) and value < 0:
                 raise BadRequest(
                     f"Invalid value '{value}' for parameter '{name}': Cannot be a negative value"
+                )
+            if isinstance(value, int) and value > MAX_INTEGER:
+                raise BadRequest(
+                    f"Invalid value '{value}' for parameter '{name}': "
+                    f"Cannot be greater than {MAX_INTEGER}"
                 )
         for name, value in document.items():
             if name in attributes.BASE:

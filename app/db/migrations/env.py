@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from app.db.engine import Database
 from app.db.models import metadata
 

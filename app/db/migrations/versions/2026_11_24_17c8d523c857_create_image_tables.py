@@ -8,14 +8,15 @@ Create Date: 2026-11-24 16:24:17.907333
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
-
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision: str = "17c8d523c857"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 def upgrade() -> None:
@@ -60,6 +61,7 @@ def upgrade() -> None:
         ),
         sa.Column("is_deleted", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image")),
+        **MYSQL_TABLE_OPTIONS,
     )
     with op.batch_alter_table("image", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_checksum"), ["checksum"], unique=False)
@@ -103,6 +105,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_member")),
         sa.UniqueConstraint("image_id", "member", name=op.f("uq_image_member_image_id_member")),
+        **MYSQL_TABLE_OPTIONS,
     )
     with op.batch_alter_table("image_member", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_member_member"), ["member"], unique=False)
@@ -127,6 +130,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_property")),
         sa.UniqueConstraint("image_id", "name", name=op.f("uq_image_property_image_id_name")),
+        **MYSQL_TABLE_OPTIONS,
     )
     with op.batch_alter_table("image_property", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_property_name"), ["name"], unique=False)
@@ -141,6 +145,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_tag")),
         sa.UniqueConstraint("image_id", "value", name=op.f("uq_image_tag_image_id_value")),
+        **MYSQL_TABLE_OPTIONS,
     )
     with op.batch_alter_table("image_tag", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_tag_value"), ["value"], unique=False)
