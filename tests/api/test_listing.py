@@ -144,7 +144,8 @@ def test_filters(client: TestClient) -> None:
     assert ids("protected=true") == {two["id"]}
     assert len(ids("protected=false")) == 2
     assert ids(f"id={one['id']}") == {one["id"]}
-    assert ids("owner=project-a") == ids("") and len(ids("")) == 3
+    assert ids("owner=project-a") == ids("")
+    assert len(ids("")) == 3
     assert ids("created_at=lt:2000-01-01T00:00:00Z") == set()
     assert len(ids("created_at=gte:2000-01-01T00:00:00Z")) == 3
     assert len(ids(f"updated_at=lte:{one['updated_at']}")) >= 1

@@ -16,8 +16,6 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
-
 
 def upgrade() -> None:
     op.create_table(
@@ -61,7 +59,8 @@ def upgrade() -> None:
         ),
         sa.Column("is_deleted", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image")),
-        **MYSQL_TABLE_OPTIONS,
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("image", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_checksum"), ["checksum"], unique=False)
@@ -105,7 +104,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_member")),
         sa.UniqueConstraint("image_id", "member", name=op.f("uq_image_member_image_id_member")),
-        **MYSQL_TABLE_OPTIONS,
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("image_member", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_member_member"), ["member"], unique=False)
@@ -130,7 +130,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_property")),
         sa.UniqueConstraint("image_id", "name", name=op.f("uq_image_property_image_id_name")),
-        **MYSQL_TABLE_OPTIONS,
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("image_property", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_property_name"), ["name"], unique=False)
@@ -145,7 +146,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_tag")),
         sa.UniqueConstraint("image_id", "value", name=op.f("uq_image_tag_image_id_value")),
-        **MYSQL_TABLE_OPTIONS,
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("image_tag", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_tag_value"), ["value"], unique=False)
