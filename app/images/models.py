@@ -42,7 +42,7 @@ class Image(SQLModel, table=True):
     name: str | None = Field(default=None, sa_column=sa.Column(sa.String(255), index=True))
     status: ImageStatus = Field(
         default=ImageStatus.QUEUED,
-        sa_column=sa.Column(StatusColumn(), nullable=False, index=True),
+        sa_column=sa.Column(StatusColumn(), nullable=False),
     )
     visibility: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
     protected: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
@@ -65,9 +65,9 @@ class Image(SQLModel, table=True):
     )
     deleted_at: datetime | None = Field(default=None, sa_column=sa.Column(Timestamp))
     # Soft delete: the row stays so that its id can never be used again (OSSN-0075).
-    is_deleted: bool = Field(
-        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, index=True)
-    )
+    # Deliberately not indexed, like status: a low-cardinality index tempts SQLite into reading
+    # every live image and sorting them instead of walking (created_at, id) for a page.
+    is_deleted: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
 
 
 class ImageProperty(SQLModel, table=True):

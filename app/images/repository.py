@@ -104,16 +104,21 @@ class ImageRepository:
         properties: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, list[str]] = defaultdict(list)
         if ids:
-            for prop in self.session.exec(
-                select(ImageProperty)
+            # Plain rows, not ORM objects: a 100-image page is mostly this.
+            for image_id, name, value in self.session.execute(
+                sa.select(
+                    col(ImageProperty.image_id), col(ImageProperty.name), col(ImageProperty.value)
+                )
                 .where(col(ImageProperty.image_id).in_(ids))
                 .order_by(col(ImageProperty.id))
             ):
-                properties[prop.image_id][prop.name] = prop.value
-            for tag in self.session.exec(
-                select(ImageTag).where(col(ImageTag.image_id).in_(ids)).order_by(col(ImageTag.id))
+                properties[image_id][name] = value
+            for image_id, value in self.session.execute(
+                sa.select(col(ImageTag.image_id), col(ImageTag.value))
+                .where(col(ImageTag.image_id).in_(ids))
+                .order_by(col(ImageTag.id))
             ):
-                tags[tag.image_id].append(tag.value)
+                tags[image_id].append(value)
         return [ImageRecord(image, properties[image.id], tags[image.id]) for image in images]
 
     def add(self, record: ImageRecord) -> None:
@@ -206,6 +211,7 @@ class ImageRepository:
         order = [*query.sort, *self._tie_breakers(query)]
         clauses: list[ColumnElement[bool]] = []
         equal_so_far: list[ColumnElement[bool]] = []
+        bounds: list[ColumnElement[bool]] = []
         for key, direction in order:
             expr = _sort_expression(key)
             value = getattr(marker, key)
@@ -214,7 +220,10 @@ class ImageRepository:
             beyond = expr < value if direction == "desc" else expr > value
             clauses.append(sa.and_(*equal_so_far, beyond))
             equal_so_far.append(expr == value)
-        return sa.or_(*clauses)
+            if not bounds:
+                # Implied by the disjunction; stated so that every planner can range-scan.
+                bounds.append(expr <= value if direction == "desc" else expr >= value)
+        return sa.and_(*bounds, sa.or_(*clauses))
 
     def _visibility_conditions(
         self, ctx: RequestContext, query: ImageListQuery

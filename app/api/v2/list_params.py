@@ -50,7 +50,9 @@ def _exact_values(name: str, value: str) -> list[str]:
 
 def _boolean(name: str, value: str) -> bool:
     if value not in ("true", "false"):
-        raise BadRequest(f"Invalid value '{value}' for '{name}' filter. Use true or false.")
+        raise BadRequest(
+            f"Invalid value '{value}' for '{name}' filter. Valid values are 'true' or 'false'."
+        )
     return value == "true"
 
 
@@ -139,7 +141,8 @@ def parse(params: list[tuple[str, str]], limits: LimitSettings) -> ImageListQuer
         elif name == "tag":
             query.tags.append(value)
         elif name == "os_hidden":
-            query.os_hidden = _boolean(name, value)
+            # Glance lower-cases this one (openstacksdk's find_image sends `os_hidden=True`).
+            query.os_hidden = _boolean(name, value.lower())
         elif name == "protected":
             query.protected = _boolean(name, value)
         elif name in ("created_at", "updated_at"):

@@ -65,11 +65,9 @@ def upgrade() -> None:
     with op.batch_alter_table("image", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_image_checksum"), ["checksum"], unique=False)
         batch_op.create_index("ix_image_created_at_id", ["created_at", "id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_image_is_deleted"), ["is_deleted"], unique=False)
         batch_op.create_index(batch_op.f("ix_image_name"), ["name"], unique=False)
         batch_op.create_index(batch_op.f("ix_image_os_hash_value"), ["os_hash_value"], unique=False)
         batch_op.create_index("ix_image_owner_created_at", ["owner", "created_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_image_status"), ["status"], unique=False)
         batch_op.create_index("ix_image_updated_at_id", ["updated_at", "id"], unique=False)
         batch_op.create_index(
             "ix_image_visibility_created_at", ["visibility", "created_at"], unique=False
@@ -169,11 +167,9 @@ def downgrade() -> None:
     with op.batch_alter_table("image", schema=None) as batch_op:
         batch_op.drop_index("ix_image_visibility_created_at")
         batch_op.drop_index("ix_image_updated_at_id")
-        batch_op.drop_index(batch_op.f("ix_image_status"))
         batch_op.drop_index("ix_image_owner_created_at")
         batch_op.drop_index(batch_op.f("ix_image_os_hash_value"))
         batch_op.drop_index(batch_op.f("ix_image_name"))
-        batch_op.drop_index(batch_op.f("ix_image_is_deleted"))
         batch_op.drop_index("ix_image_created_at_id")
         batch_op.drop_index(batch_op.f("ix_image_checksum"))
 
