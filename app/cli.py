@@ -41,12 +41,14 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port to listen on (default 9292).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers", default=None, type=int, help="Server processes (default: one per CPU core)."
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the API server (migrations are applied first)."""
     import uvicorn
 
     from app.db.migrate import upgrade
-    from app.main import create_app
 
     settings = _settings()
     host = host or settings.server.host
@@ -63,7 +65,9 @@ def serve(host: str | None, port: int | None) -> None:
             ",".join(settings.auth.default_roles),
         )
     uvicorn.run(
-        create_app(settings),
+        "app.main:create_app_from_environment",
+        factory=True,
+        workers=workers or settings.server.workers,
         host=host,
         port=port,
         log_level="info",

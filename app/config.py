@@ -6,13 +6,16 @@ named by `GLINT_CONFIG` (same groups as tables), then the defaults below.
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -42,12 +45,18 @@ class AuthSettings(BaseModel):
     strategy: Literal["noauth"] = "noauth"
     default_project_id: str = "admin"
     default_user_id: str = "admin"
-    default_roles: list[str] = Field(default_factory=lambda: ["admin", "member", "reader"])
+    # From the environment as `a,b` (or a JSON list); NoDecode stops pydantic-settings from
+    # requiring JSON for this list.
+    default_roles: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["admin", "member", "reader"]
+    )
 
     @field_validator("default_roles", mode="before")
     @classmethod
     def _split_roles(cls, value: object) -> object:
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [role.strip() for role in value.split(",") if role.strip()]
         return value
 
@@ -74,6 +83,8 @@ class LimitSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=9292, ge=1, le=65535)
+    # API processes; one per core by default (each runs the app; they share the database).
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Used for absolute links (versions document) when set, like Glance's public_endpoint.
     public_endpoint: str | None = None
 
@@ -126,7 +137,9 @@ def load_settings() -> Settings:
             for error in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from exc
-    except ValueError as exc:  # malformed TOML or JSON in an environment variable
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"GLINT_CONFIG: malformed TOML in {config_file}: {exc}") from exc
+    except ValueError as exc:  # malformed JSON in an environment variable
         raise SettingsError(f"invalid settings: {exc}") from exc
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from app.api import docs, errors, openapi, versions
 from app.api.middleware import EdgeMiddleware
 from app.api.v2 import images, json_schemas, members, tags
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.context import NoAuthStrategy
 from app.db.engine import Database
 from app.images.members import MemberService
@@ -69,3 +69,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
         max_header_line=settings.limits.max_header_line,
     )
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The factory each server process calls: settings from the environment and GLINT_CONFIG."""
+    return create_app(load_settings())

@@ -13,17 +13,19 @@ from app.images.members import MemberService
 from app.images.service import ImageService
 
 
-def get_context(request: Request) -> RequestContext:
+# These are `async` only so that FastAPI calls them inline: a plain `def` dependency costs a
+# thread-pool round trip per request.
+async def get_context(request: Request) -> RequestContext:
     ctx: RequestContext = request.app.state.auth.authenticate(request.headers)
     return ctx
 
 
-def get_image_service(request: Request) -> ImageService:
+async def get_image_service(request: Request) -> ImageService:
     service: ImageService = request.app.state.image_service
     return service
 
 
-def get_member_service(request: Request) -> MemberService:
+async def get_member_service(request: Request) -> MemberService:
     service: MemberService = request.app.state.member_service
     return service
 

@@ -56,6 +56,14 @@ def list_versions(request: Request) -> Response:
     return json_response(versions_document(request))
 
 
-@router.get("/healthcheck", response_class=PlainTextResponse)
-def healthcheck() -> Response:
+@router.get(
+    "/healthcheck",
+    response_class=PlainTextResponse,
+    responses={503: {"description": "The database cannot be reached"}},
+)
+def healthcheck(request: Request) -> Response:
+    """Glance's answer (200 `OK`), but only when the database answers too, so that a load
+    balancer takes a node out whose database is gone."""
+    if not request.app.state.db.is_reachable():
+        return PlainTextResponse("DATABASE UNREACHABLE", status_code=503)
     return PlainTextResponse("OK")

@@ -82,6 +82,14 @@ class Database:
                 session.rollback()
                 raise
 
+    def is_reachable(self) -> bool:
+        try:
+            with self._read_engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self._read_engine is not self.engine:

@@ -55,7 +55,7 @@ class MemberService:
     def create(self, ctx: RequestContext, image_id: str, member_id: str) -> ImageMember:
         try:
             with self.db.session() as session:
-                repo = ImageRepository(session)
+                repo = ImageRepository(session, lock=True)
                 image = self._image(repo, ctx, image_id, "add_member")
                 policy.require_owner_member(ctx, image, "add_member")
                 if image.visibility != "shared":
@@ -84,7 +84,7 @@ class MemberService:
                 'Incorrect request: Status must be "pending", "accepted" or "rejected".'
             )
         with self.db.session() as session:
-            repo = ImageRepository(session)
+            repo = ImageRepository(session, lock=True)
             image = self._image(repo, ctx, image_id, "modify_member")
             member = repo.find_member(image_id, member_id)
             if member is None:
@@ -100,7 +100,7 @@ class MemberService:
 
     def delete(self, ctx: RequestContext, image_id: str, member_id: str) -> None:
         with self.db.session() as session:
-            repo = ImageRepository(session)
+            repo = ImageRepository(session, lock=True)
             image = self._image(repo, ctx, image_id, "delete_member")
             policy.require_owner_member(ctx, image, "delete_member")
             member = repo.find_member(image_id, member_id)

@@ -63,14 +63,18 @@ def _sort_expression(key: str) -> ColumnElement[Any]:
 
 
 class ImageRepository:
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, *, lock: bool = False):
+        """`lock`: rows found are locked until the transaction ends (SELECT ... FOR UPDATE), so
+        that concurrent changes to one image queue instead of racing. SQLite needs no row
+        locks: its write transactions already run one at a time."""
         self.session = session
+        self.lock = lock
 
     # --- single images -------------------------------------------------------------------
 
     def find(self, image_id: str) -> Image | None:
         """The live image with this id (deleted and pending-delete images are not found)."""
-        image = self.session.get(Image, image_id)
+        image = self.session.get(Image, image_id, with_for_update=self.lock or None)
         if image is None or image.is_deleted or image.status in INVISIBLE:
             return None
         return image

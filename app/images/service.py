@@ -118,7 +118,7 @@ class ImageService:
         record = ImageRecord(image, properties, tags)
         try:
             with self.db.session() as session:
-                repo = ImageRepository(session)
+                repo = ImageRepository(session, lock=True)
                 if repo.id_exists(image.id):
                     raise ImageIdTaken(image.id)
                 repo.add(record)
@@ -131,7 +131,7 @@ class ImageService:
     ) -> ImageRecord:
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
-            repo = ImageRepository(session)
+            repo = ImageRepository(session, lock=True)
             image = self.visible_image(repo, ctx, image_id)
             policy.require_owner_member(ctx, image, "modify_image")
             record = repo.load([image])[0]
@@ -161,7 +161,7 @@ class ImageService:
     def delete(self, ctx: RequestContext, image_id: str) -> None:
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
-            repo = ImageRepository(session)
+            repo = ImageRepository(session, lock=True)
             image = self._find_visible(repo, ctx, image_id)
             if image is None:
                 raise NotFound(f"Failed to find image {image_id} to delete")
@@ -182,7 +182,7 @@ class ImageService:
     def _change_tags(self, ctx: RequestContext, image_id: str, tag: str, *, add: bool) -> None:
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
-            repo = ImageRepository(session)
+            repo = ImageRepository(session, lock=True)
             image = self._find_visible(repo, ctx, image_id)
             if image is None:
                 raise NotFound(f"Image {image_id} not found.")

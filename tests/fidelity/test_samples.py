@@ -215,3 +215,12 @@ def test_healthcheck(client: TestClient) -> None:
     sample = exchange("00-versions.txt", "GET /healthcheck")
     response = send(client, sample)
     assert (response.status_code, response.text) == (200, sample.response_body)
+
+
+def test_healthcheck_reports_an_unreachable_database(client: TestClient) -> None:
+    from app.db.engine import Database
+
+    # Nothing listens on port 1: the connection is refused at once.
+    client.app.state.db = Database("postgresql://glint@127.0.0.1:1/glint")  # type: ignore[attr-defined]
+    response = client.get("/healthcheck")
+    assert (response.status_code, response.text) == (503, "DATABASE UNREACHABLE")
