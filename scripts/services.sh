@@ -6,6 +6,8 @@ set -euo pipefail
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 maria_up() { mysqladmin -h 127.0.0.1 -u root status >/dev/null 2>&1; }
+# Running at all: `ping` succeeds even when the server refuses the login.
+maria_alive() { mysqladmin -h 127.0.0.1 ping >/dev/null 2>&1; }
 wait_for() {
   local what=$1 check=$2
   for _ in $(seq 1 60); do "$check" && return 0; sleep 0.5; done
@@ -35,8 +37,20 @@ if ! pg_up; then
 fi
 
 if ! maria_up; then
-  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql \
-    --bind-address=127.0.0.1
+  if ! maria_alive; then
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql \
+      --bind-address=127.0.0.1
+    wait_for MariaDB maria_alive
+  fi
+  # A fresh Debian MariaDB lets root in only over its socket (unix_socket auth); the tests
+  # connect as root without a password over loopback, as these machines are set up. Whether
+  # 127.0.0.1 is matched as `localhost` depends on skip-name-resolve, so allow both.
+  if ! maria_up; then
+    mariadb -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket
+      OR mysql_native_password USING PASSWORD('');
+      CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+      GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+  fi
   wait_for MariaDB maria_up
 fi

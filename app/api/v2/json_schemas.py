@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from app.api.deps import ContextDep
-from app.api.v2.schemas import FORMAT_ENUM, ImageV2, MemberV2
+from app.api.v2.responses import ERROR_RESPONSES
+from app.api.v2.schemas import ImageV2, MemberV2
 from app.config import ImageFormatSettings
 from app.errors import SchemaViolation
 from app.images.service import ImageValidator
@@ -56,7 +57,7 @@ def _property(field: FieldInfo, formats: dict[str, list[str]], name: str) -> dic
             out["maxLength"] = meta.max_length
         elif getattr(meta, "pattern", None):
             out["pattern"] = meta.pattern
-    if extra.get("enum") == FORMAT_ENUM:
+    if name in formats:
         extra["enum"] = [None, *formats[name]]
     elif choices is not None:
         extra["enum"] = choices
@@ -138,7 +139,8 @@ def make_validator(schema: dict[str, Any]) -> ImageValidator:
     return validate
 
 
-router = APIRouter(prefix="/v2/schemas", tags=["schemas"])
+# Schemas need an identity (401 without a valid one), nothing else.
+router = APIRouter(prefix="/v2/schemas", tags=["schemas"], responses={401: ERROR_RESPONSES[401]})
 
 
 def _schema_route(path: str, build_name: str) -> None:

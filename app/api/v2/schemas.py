@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from app.config import CONTAINER_FORMATS, DISK_FORMATS
 from app.images.models import ImageMember
 from app.images.repository import ImageRecord
 from app.images.status import ImageStatus
@@ -15,8 +16,10 @@ from app.images.status import ImageStatus
 UUID_PATTERN = (
     "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"
 )
-# Filled from the configured formats when the JSON schema is built.
-FORMAT_ENUM = "configured formats"
+# The OpenAPI document lists the default formats; /v2/schemas/image lists the configured ones
+# (json_schemas replaces these by field name).
+DISK_FORMAT_ENUM: list[JsonValue] = [None, *DISK_FORMATS]
+CONTAINER_FORMAT_ENUM: list[JsonValue] = [None, *CONTAINER_FORMATS]
 
 
 LOCATION_ITEM: dict[str, Any] = {
@@ -78,10 +81,10 @@ class ImageV2(BaseModel):
     size: int | None = _ro("Size of image file in bytes")
     virtual_size: int | None = _ro("Virtual size of image in bytes")
     container_format: str | None = Field(
-        description="Format of the container", json_schema_extra={"enum": FORMAT_ENUM}
+        description="Format of the container", json_schema_extra={"enum": CONTAINER_FORMAT_ENUM}
     )
     disk_format: str | None = Field(
-        description="Format of the disk", json_schema_extra={"enum": FORMAT_ENUM}
+        description="Format of the disk", json_schema_extra={"enum": DISK_FORMAT_ENUM}
     )
     created_at: str = _ro("Date and time of image registration")
     updated_at: str = _ro("Date and time of the last image modification")
