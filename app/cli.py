@@ -77,6 +77,29 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     )
 
 
+@main.command()
+def worker() -> None:
+    """Run background jobs (such as deleting image data) until stopped. Any number of workers
+    and API processes may share one database."""
+    import asyncio
+
+    from app.db.engine import Database
+    from app.main import build_worker
+    from app.storage.registry import StoreRegistry
+
+    settings = _settings()
+    database = Database(settings.database_url, pool_size=settings.database.pool_size)
+    stores = StoreRegistry.from_settings(settings.storage, settings.data_dir)
+    running = build_worker(settings, database, stores)
+    log.info("worker %s started", running.name)
+    try:
+        asyncio.run(running.run_forever())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        database.dispose()
+
+
 @main.group()
 def db() -> None:
     """Database schema management."""

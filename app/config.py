@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -80,6 +80,42 @@ class LimitSettings(BaseModel):
     image_size_cap: int = Field(default=1 << 40, ge=1)
 
 
+class FileStoreSettings(BaseModel):
+    """A directory on a local (or shared) file system."""
+
+    type: Literal["file"] = "file"
+    # Default: <data_dir>/images
+    path: Path | None = None
+    description: str | None = None
+    # Bytes per read when streaming an object out; large reads are what make downloads fast.
+    read_chunk_size: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    # fsync before an object becomes visible (off only for throwaway test stores).
+    fsync: bool = True
+
+
+# Further drivers (swift, s3, http) join this union, discriminated on `type`.
+StoreSettings = Annotated[FileStoreSettings, Field(discriminator="type")]
+
+
+class StorageSettings(BaseModel):
+    default: str = "local"
+    stores: dict[str, StoreSettings] = Field(default_factory=lambda: {"local": FileStoreSettings()})
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> StorageSettings:
+        if self.default not in self.stores:
+            raise ValueError(f"default store {self.default!r} is not among the stores")
+        return self
+
+
+class JobSettings(BaseModel):
+    # The embedded default runs a worker inside each API process; with separate
+    # `glint worker` processes this may be turned off.
+    run_in_api: bool = True
+    poll_interval: float = Field(default=1.0, gt=0)
+    lease_seconds: int = Field(default=300, ge=10)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=9292, ge=1, le=65535)
@@ -100,6 +136,8 @@ class Settings(BaseSettings):
     image_formats: ImageFormatSettings = Field(default_factory=ImageFormatSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     @classmethod
     def settings_customise_sources(

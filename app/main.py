@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from app.api import docs, errors, openapi, versions
 from app.api.middleware import EdgeMiddleware
-from app.api.v2 import images, json_schemas, members, tags
+from app.api.v2 import image_actions, image_data, images, json_schemas, members, tags
 from app.config import Settings, load_settings
 from app.context import NoAuthStrategy
 from app.db.engine import Database
+from app.images import jobs as image_jobs
+from app.images.data import ImageDataService
 from app.images.members import MemberService
 from app.images.service import ImageService
+from app.jobs.queue import JobQueue
+from app.jobs.worker import Worker
+from app.storage.registry import StoreRegistry
 
-_API_ROUTERS = (images.router, tags.router, members.router, json_schemas.router)
+_API_ROUTERS = (
+    images.router,
+    image_data.router,
+    image_actions.router,
+    tags.router,
+    members.router,
+    json_schemas.router,
+)
+
+
+def build_worker(settings: Settings, db: Database, stores: StoreRegistry) -> Worker:
+    """The background worker with every job handler; the API's and `glint worker`'s."""
+    return Worker(
+        JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
+        image_jobs.handlers(db, stores),
+        poll_interval=settings.jobs.poll_interval,
+    )
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
@@ -24,9 +47,16 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
         settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
     )
 
+    stores = StoreRegistry.from_settings(settings.storage, settings.data_dir)
+    worker = build_worker(settings, db, stores)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        running = asyncio.create_task(worker.run_forever()) if settings.jobs.run_in_api else None
         yield
+        if running is not None:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
         if database is None:
             db.dispose()
 
@@ -46,10 +76,16 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     state.v2_minors = versions.v2_minors(multistore=False, cache=False)
     state.json_schemas = json_schemas.build_all(settings.image_formats)
     state.image_create_headers = {}
+    state.stores = stores
+    state.worker = worker
     state.image_service = ImageService(
         db,
         limits=settings.limits,
         validate=json_schemas.make_validator(state.json_schemas["image"]),
+        on_job_enqueued=worker.wake,
+    )
+    state.data_service = ImageDataService(
+        db, stores, limits=settings.limits, on_job_enqueued=worker.wake
     )
     state.member_service = MemberService(db, limits=settings.limits)
 

@@ -78,7 +78,14 @@ def db(migrated_database: Database) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return default_settings().model_copy(update={"data_dir": tmp_path / "data"})
+    """Defaults, in a fresh data folder; background jobs run only when a test runs them."""
+    defaults = default_settings()
+    return defaults.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "jobs": defaults.jobs.model_copy(update={"run_in_api": False}),
+        }
+    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from app.context import RequestContext
 from app.errors import BadRequest, PayloadTooLarge
+from app.images.data import ImageDataService
 from app.images.members import MemberService
 from app.images.service import ImageService
 
@@ -25,6 +26,11 @@ async def get_image_service(request: Request) -> ImageService:
     return service
 
 
+async def get_data_service(request: Request) -> ImageDataService:
+    service: ImageDataService = request.app.state.data_service
+    return service
+
+
 async def get_member_service(request: Request) -> MemberService:
     service: MemberService = request.app.state.member_service
     return service
@@ -33,6 +39,7 @@ async def get_member_service(request: Request) -> MemberService:
 ContextDep = Annotated[RequestContext, Depends(get_context)]
 ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
 MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
+ImageDataServiceDep = Annotated[ImageDataService, Depends(get_data_service)]
 
 
 def _refuse_constant(name: str) -> Any:

@@ -2,8 +2,9 @@
 
 from sqlmodel import SQLModel
 
-from app.images.models import Image, ImageMember, ImageProperty, ImageTag
+from app.images.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
+from app.jobs.models import Job
 
 metadata = SQLModel.metadata
 
-__all__ = ["Image", "ImageMember", "ImageProperty", "ImageTag", "metadata"]
+__all__ = ["Image", "ImageLocation", "ImageMember", "ImageProperty", "ImageTag", "Job", "metadata"]

@@ -118,3 +118,22 @@ class ImageMember(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
     )
+
+
+class ImageLocation(SQLModel, table=True):
+    """Where an image's bytes are: one row per stored copy."""
+
+    __tablename__ = "image_location"
+    __table_args__ = (sa.Index("ix_image_location_image_id", "image_id"), MYSQL_TABLE_OPTIONS)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
+    image_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    store_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
+    )

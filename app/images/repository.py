@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from app.context import RequestContext
 from app.db.base import utcnow
-from app.images.models import Image, ImageMember, ImageProperty, ImageTag
+from app.images.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
 from app.images.query import ImageListQuery
 from app.images.status import INVISIBLE, ImageStatus
 
@@ -100,6 +100,13 @@ class ImageRepository:
             select(ImageMember)
             .where(ImageMember.image_id == image_id)
             .order_by(col(ImageMember.created_at), col(ImageMember.id))
+        ).all()
+
+    def locations(self, image_id: str) -> Sequence[ImageLocation]:
+        return self.session.exec(
+            select(ImageLocation)
+            .where(ImageLocation.image_id == image_id)
+            .order_by(col(ImageLocation.id))
         ).all()
 
     def load(self, images: Sequence[Image]) -> list[ImageRecord]:

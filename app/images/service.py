@@ -30,6 +30,9 @@ from app.images.models import Image
 from app.images.query import ImageListQuery
 from app.images.repository import ImageRecord, ImageRepository
 from app.images.status import ImageStatus
+from app.jobs.queue import enqueue
+
+DELETE_DATA_JOB = "image.delete_data"
 
 # Validates a whole image document against the published image schema; raises SchemaViolation.
 ImageValidator = Callable[[dict[str, Any]], None]
@@ -66,10 +69,18 @@ def _deduplicate(tags: Iterable[str]) -> list[str]:
 
 
 class ImageService:
-    def __init__(self, db: Database, *, limits: LimitSettings, validate: ImageValidator):
+    def __init__(
+        self,
+        db: Database,
+        *,
+        limits: LimitSettings,
+        validate: ImageValidator,
+        on_job_enqueued: Callable[[], None] = lambda: None,
+    ):
         self.db = db
         self.limits = limits
         self.validate = validate
+        self.on_job_enqueued = on_job_enqueued
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -170,6 +181,18 @@ class ImageService:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
             if not repo.transition(image.id, from_=image.status, to=ImageStatus.DELETED):
                 raise Conflict(f"Image {image_id} changed while it was being deleted; retry.")
+            locations = [location.url for location in repo.locations(image.id)]
+            if locations:
+                # The bytes go only once this transaction has committed, by a job that
+                # exists exactly when the deletion does.
+                enqueue(
+                    session,
+                    DELETE_DATA_JOB,
+                    {"image_id": image.id, "locations": locations},
+                    lock=image.id,
+                )
+        if locations:
+            self.on_job_enqueued()
 
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         self._change_tags(ctx, image_id, tag, add=True)

@@ -10,7 +10,12 @@ from starlette.responses import Response
 
 from app.api.deps import ContextDep, ImageServiceDep, read_json, read_json_object
 from app.api.v2 import list_params, patch
-from app.api.v2.responses import ERROR_RESPONSES, json_request_body, json_response
+from app.api.v2.responses import (
+    ERROR_RESPONSES,
+    error_responses,
+    json_request_body,
+    json_response,
+)
 from app.api.v2.schemas import (
     ImageCreateV2,
     ImagesV2,
@@ -63,7 +68,7 @@ def show_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Respo
 @router.patch(
     "/{image_id}",
     response_model=ImageV2,
-    responses={415: ERROR_RESPONSES[400] | {"description": "Not a JSON-patch media type"}},
+    responses=error_responses((415, "Not a JSON-patch media type")),
     openapi_extra=json_request_body(PatchOperationV2, patch.PATCH_V21, many=True),
 )
 async def update_image(

@@ -10,18 +10,24 @@ from starlette.responses import Response
 
 from app.api.errors import GlintErrorBody
 
+
+def error_responses(*described: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses, each with Glint's error body."""
+    return {
+        code: {"model": GlintErrorBody, "description": description}
+        for code, description in described
+    }
+
+
 # Declared on every v2 router so generated clients get typed errors.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": GlintErrorBody, "description": description}
-    for code, description in (
-        (400, "Malformed request"),
-        (401, "No valid identity"),
-        (403, "Not allowed"),
-        (404, "Not found, or not visible to the caller"),
-        (409, "Conflict with the current state"),
-        (413, "Over a quota or limit"),
-    )
-}
+ERROR_RESPONSES = error_responses(
+    (400, "Malformed request"),
+    (401, "No valid identity"),
+    (403, "Not allowed"),
+    (404, "Not found, or not visible to the caller"),
+    (409, "Conflict with the current state"),
+    (413, "Over a quota or limit"),
+)
 
 
 def json_response(

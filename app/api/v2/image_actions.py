@@ -1,0 +1,25 @@
+"""`/v2/images/{image_id}/actions/{deactivate,reactivate}`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from app.api.deps import ContextDep, ImageDataServiceDep
+from app.api.v2.responses import ERROR_RESPONSES
+
+router = APIRouter(
+    prefix="/v2/images/{image_id}/actions", tags=["images"], responses=ERROR_RESPONSES
+)
+
+
+@router.post("/deactivate", status_code=204)
+def deactivate_image(image_id: str, ctx: ContextDep, data: ImageDataServiceDep) -> Response:
+    data.deactivate(ctx, image_id)
+    return Response(status_code=204)
+
+
+@router.post("/reactivate", status_code=204)
+def reactivate_image(image_id: str, ctx: ContextDep, data: ImageDataServiceDep) -> Response:
+    data.reactivate(ctx, image_id)
+    return Response(status_code=204)

@@ -1,0 +1,132 @@
+"""`/v2/images/{image_id}/file`: upload and download image data, streamed both ways."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response, StreamingResponse
+
+from app.api import multipart
+from app.api.deps import ContextDep, ImageDataServiceDep
+from app.api.v2.responses import ERROR_RESPONSES, error_responses
+from app.errors import BadRequest, UnsupportedMediaType
+from app.images.data import legacy_content_range
+
+router = APIRouter(prefix="/v2/images/{image_id}/file", tags=["images"], responses=ERROR_RESPONSES)
+
+OCTET_STREAM = "application/octet-stream"
+_BINARY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+def _size_header(request: Request, name: str) -> int | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise BadRequest(f"Invalid {name} header: {value!r}")
+    return int(value)
+
+
+def _image_size_header(request: Request) -> int | None:
+    return _size_header(request, "x-openstack-image-size")
+
+
+def _declared_size(request: Request) -> int | None:
+    """`x-openstack-image-size` (what glanceclient sends with chunked uploads), else
+    Content-Length; when both are given they must agree."""
+    declared = _image_size_header(request)
+    length = _size_header(request, "content-length")
+    if declared is not None and length is not None and declared != length:
+        raise BadRequest("x-openstack-image-size does not match Content-Length.")
+    return declared if declared is not None else length
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise BadRequest("The client disconnected before the whole image was received.") from None
+
+
+@router.put(
+    "",
+    status_code=204,
+    openapi_extra=_BINARY_BODY,
+    responses=error_responses(
+        (410, "The image was deleted during the upload"),
+        (415, "Not application/octet-stream, or an unsafe or mismatched disk image"),
+        (503, "The store failed"),
+    ),
+)
+async def upload_image_data(
+    image_id: str, request: Request, ctx: ContextDep, data: ImageDataServiceDep
+) -> Response:
+    content_type = request.headers.get("content-type") or ""
+    body = _body(request)
+    expected_size = _declared_size(request)
+    form_boundary = multipart.boundary(content_type)
+    if form_boundary is not None:
+        # The body's length includes the form's framing; only the file part is the image.
+        body = multipart.file_part(body, form_boundary)
+        expected_size = _image_size_header(request)
+    elif content_type.split(";", 1)[0].strip().lower() != OCTET_STREAM:
+        raise UnsupportedMediaType(content_type or "None", "")
+    await data.upload(
+        ctx,
+        image_id,
+        body,
+        expected_size=expected_size,
+        store_id=request.headers.get("x-image-meta-store"),
+    )
+    return Response(status_code=204)
+
+
+@router.get(
+    "",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}},
+        204: {"description": "The image has no data yet"},
+        206: {"description": "The requested range"},
+        **error_responses(
+            (416, "Range not satisfiable"), (503, "The store failed before the first byte")
+        ),
+    },
+)
+async def download_image_data(
+    image_id: str, request: Request, ctx: ContextDep, data: ImageDataServiceDep
+) -> Response:
+    range_header = request.headers.get("range") or legacy_content_range(
+        request.headers.get("content-range")
+    )
+    download = await data.download(ctx, image_id, range_header)
+    if download is None:
+        return Response(status_code=204)
+    headers = {"Content-Type": OCTET_STREAM}
+    if download.checksum:
+        headers["Content-MD5"] = download.checksum
+    status_code = 200
+    length = download.size
+    if download.byte_range is not None:
+        status_code = 206
+        start, length = download.byte_range.start, download.byte_range.length
+        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{download.size}"
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(download.chunks, status_code=status_code, headers=headers)

@@ -1,0 +1,77 @@
+"""The configured stores, by id and by the locations they hold.
+
+Drivers are imported when a store of their type is configured, so a deployment that only uses
+files never imports an object-storage SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.config import StorageSettings, StoreSettings
+from app.storage.base import Store
+from app.storage.errors import UnknownStore
+
+# Settings `type` -> "module:class". Each class has `from_settings(store_id, settings, data_dir)`.
+DRIVERS: dict[str, str] = {
+    "file": "app.storage.file:FileStore",
+}
+
+
+class LocatingStore(Store, Protocol):
+    def contains(self, location: str) -> bool:
+        """Whether `location` names an object of this store (whether or not it exists)."""
+
+
+def _driver(type_: str) -> Any:
+    try:
+        module, _, name = DRIVERS[type_].partition(":")
+    except KeyError:
+        raise UnknownStore(f"no driver for store type {type_!r}") from None
+    return getattr(importlib.import_module(module), name)
+
+
+class StoreRegistry:
+    def __init__(self, stores: Mapping[str, LocatingStore], default: str) -> None:
+        if default not in stores:
+            raise UnknownStore(f"default store {default!r} is not configured")
+        self._stores = dict(stores)
+        self._default = default
+
+    @classmethod
+    def from_settings(cls, storage: StorageSettings, data_dir: Path) -> StoreRegistry:
+        return cls(
+            {
+                store_id: cls._build(store_id, settings, data_dir)
+                for store_id, settings in storage.stores.items()
+            },
+            storage.default,
+        )
+
+    @staticmethod
+    def _build(store_id: str, settings: StoreSettings, data_dir: Path) -> LocatingStore:
+        store: LocatingStore = _driver(settings.type).from_settings(store_id, settings, data_dir)
+        return store
+
+    def ids(self) -> list[str]:
+        return list(self._stores)
+
+    def get(self, store_id: str) -> LocatingStore:
+        try:
+            return self._stores[store_id]
+        except KeyError:
+            raise UnknownStore(f"no store with id {store_id!r}") from None
+
+    @property
+    def default(self) -> LocatingStore:
+        return self._stores[self._default]
+
+    def for_location(self, location: str) -> LocatingStore:
+        # `contains` checks the scheme too: one driver may answer to several (swift+https, …).
+        for store in self._stores.values():
+            if store.contains(location):
+                return store
+        raise UnknownStore(f"no configured store holds {location!r}")
