@@ -54,3 +54,7 @@ if ! maria_up; then
   fi
   wait_for MariaDB maria_up
 fi
+
+# The disk-format tests (tests/images/test_formats.py) make real images with qemu-img; they fail
+# without it.
+command -v qemu-img >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-utils >/dev/null; }

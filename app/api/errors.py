@@ -61,11 +61,21 @@ def negotiate(accept: str | None) -> str:
     return best[2] if best else "text/plain"
 
 
+# webob's titles, where they differ from the standard reason phrases.
+_WEBOB_TITLES = {
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    416: "Request Range Not Satisfiable",
+}
+
+
 def _status_line(status_code: int) -> tuple[str, str]:
-    try:
-        title = HTTPStatus(status_code).phrase
-    except ValueError:
-        title = "Error"
+    title = _WEBOB_TITLES.get(status_code)
+    if title is None:
+        try:
+            title = HTTPStatus(status_code).phrase
+        except ValueError:
+            title = "Error"
     return f"{status_code} {title}", title
 
 

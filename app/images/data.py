@@ -391,7 +391,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         return None
     unit, _, spec = header.strip().partition("=")
     if unit.strip().lower() != "bytes" or not spec:
-        raise RangeNotSatisfiable()
+        raise RangeNotSatisfiable(detail="Invalid Range header.")
     if "," in spec:
         raise BadRequest(
             "Requests with multiple ranges are not supported in Glance. "
@@ -404,17 +404,20 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         if not first:  # suffix: the last N bytes
             suffix = int(last)
             if suffix <= 0 or size == 0:
-                raise RangeNotSatisfiable()
+                raise RangeNotSatisfiable(detail="Invalid Range header.")
             start, end = max(size - suffix, 0), size - 1
         else:
             start = int(first)
             end = int(last) if last else size - 1
             if start < 0 or end < start:
-                raise RangeNotSatisfiable()
+                raise RangeNotSatisfiable(detail="Invalid Range header.")
     except ValueError:
-        raise RangeNotSatisfiable() from None
+        raise RangeNotSatisfiable(detail="Invalid Range header.") from None
     if start >= size:
-        raise RangeNotSatisfiable()
+        raise RangeNotSatisfiable(
+            detail="Invalid start position in Range header. Start position MUST be in the "
+            f"inclusive range [0, {size - 1}]."
+        )
     end = min(end, size - 1)
     return ByteRange(start, end - start + 1)
 

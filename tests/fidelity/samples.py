@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "glance-samples"
+# Set by the HTTP client itself for whatever body is sent.
+_TRANSPORT_HEADERS = frozenset({"host", "content-length", "expect", "user-agent"})
 
 
 @dataclass
@@ -65,6 +67,14 @@ def _parse(text: str) -> list[Exchange]:
         title = lines[0].strip()
         command = next(line for line in lines if line.startswith("$ curl"))
         method, path, headers, body = _request(command)
+        # The headers curl actually sent (it adds some, such as a default Content-Type).
+        sent = {}
+        for line in lines:
+            if line.startswith("> ") and ":" in line and not line.startswith("> " + method):
+                name, _, value = line[2:].partition(":")
+                if name.strip().lower() not in _TRANSPORT_HEADERS:
+                    sent[name.strip()] = value.strip()
+        headers = {**headers, **sent}
         # The last status line: an interim "100 Continue" may come first.
         start = max(i for i, line in enumerate(lines) if line.startswith("< HTTP/"))
         status_line = lines[start]

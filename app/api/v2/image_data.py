@@ -87,7 +87,8 @@ async def upload_image_data(
         body = multipart.file_part(body, form_boundary)
         expected_size = _image_size_header(request)
     elif content_type.split(";", 1)[0].strip().lower() != OCTET_STREAM:
-        raise UnsupportedMediaType(content_type or "None", "")
+        shown = content_type or "None"
+        raise UnsupportedMediaType(shown, f"Invalid content type {shown}")
     await data.upload(
         ctx,
         image_id,
