@@ -427,3 +427,29 @@ def test_multipart_needs_exactly_one_whole_file(
     assert response.status_code == 400, response.text
     assert_queued_without_data(client, image)
     assert_store_clean(client, settings)
+
+
+def test_upload_to_a_chosen_store(settings: Settings, db: Any, tmp_path: Any) -> None:
+    from app.config import FileStoreSettings, StorageSettings
+    from app.main import create_app
+
+    two_stores = StorageSettings(
+        default="fast",
+        stores={
+            "fast": FileStoreSettings(path=tmp_path / "fast"),
+            "cheap": FileStoreSettings(path=tmp_path / "cheap"),
+        },
+    )
+    app = create_app(settings.model_copy(update={"storage": two_stores}), database=db)
+    with TestClient(app) as client:
+        default, chosen, unknown = create(client), create(client), create(client)
+        assert upload(client, default).status_code == 204
+        assert upload(client, chosen, **{"X-Image-Meta-Store": "cheap"}).status_code == 204
+        refused = upload(client, unknown, **{"X-Image-Meta-Store": "nosuch"})
+        assert refused.status_code == 400
+        assert "Store for identifier nosuch not found" in refused.text
+        assert_queued_without_data(client, unknown)
+        for image in (default, chosen):
+            assert client.get(image["file"], headers=A).content == DATA
+    assert [p.name.split(".")[0] for p in (tmp_path / "fast").glob("*-*")] == [default["id"]]
+    assert [p.name.split(".")[0] for p in (tmp_path / "cheap").glob("*-*")] == [chosen["id"]]
