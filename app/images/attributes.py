@@ -21,21 +21,20 @@ DISALLOWED = frozenset({"self", "file", "schema", "direct_url", "stores"})
 # Internal to the service.
 RESERVED = frozenset({"owner_id", "location", "locations", "deleted", "deleted_at"})
 RESERVED_PREFIX = "os_glance"
-# Core attributes a client may change; `remove` of any of them is refused.
-WRITABLE_CORE = frozenset(
-    {
-        "name",
-        "visibility",
-        "protected",
-        "os_hidden",
-        "owner",
-        "disk_format",
-        "container_format",
-        "min_ram",
-        "min_disk",
-        "tags",
-    }
+# Core attributes a client may change, stored as columns of the image row...
+WRITABLE_COLUMNS = (
+    "name",
+    "visibility",
+    "protected",
+    "os_hidden",
+    "owner",
+    "disk_format",
+    "container_format",
+    "min_ram",
+    "min_disk",
 )
+# ...and with tags, all of them; `remove` of any of them is refused.
+WRITABLE_CORE = frozenset({*WRITABLE_COLUMNS, "tags"})
 BASE = READ_ONLY | DISALLOWED | RESERVED | WRITABLE_CORE
 
 VISIBILITIES = ("community", "public", "private", "shared")

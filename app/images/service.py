@@ -40,17 +40,6 @@ ImageValidator = Callable[[dict[str, Any]], None]
 MAX_PROPERTY_NAME = 255
 MAX_INTEGER = 2**31 - 1  # min_ram and min_disk are 32-bit columns, as in Glance
 MAX_PROPERTY_VALUE = 65535
-_CORE_COLUMNS = (
-    "name",
-    "visibility",
-    "protected",
-    "os_hidden",
-    "owner",
-    "disk_format",
-    "container_format",
-    "min_ram",
-    "min_disk",
-)
 
 
 @dataclass(frozen=True)
@@ -124,7 +113,11 @@ class ImageService:
             visibility=visibility,
             created_at=now,
             updated_at=now,
-            **{k: body[k] for k in _CORE_COLUMNS if k in body and k not in ("owner", "visibility")},
+            **{
+                k: body[k]
+                for k in attributes.WRITABLE_COLUMNS
+                if k in body and k not in ("owner", "visibility")
+            },
         )
         record = ImageRecord(image, properties, tags)
         try:
@@ -151,7 +144,7 @@ class ImageService:
             document = self._patch(self._document(record), operations)
             self.validate(document)
             self._check_values(document)
-            changed = {k for k in _CORE_COLUMNS if document[k] != getattr(image, k)}
+            changed = {k for k in attributes.WRITABLE_COLUMNS if document[k] != getattr(image, k)}
             if changed & {"disk_format", "container_format"} and image.status != ImageStatus.QUEUED:
                 name = sorted(changed & {"disk_format", "container_format"})[0]
                 raise Forbidden(f"Attribute '{name}' can be only replaced for a queued image.")
@@ -173,9 +166,8 @@ class ImageService:
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
             repo = ImageRepository(session, lock=True)
-            image = self._find_visible(repo, ctx, image_id)
-            if image is None:
-                raise NotFound(f"Failed to find image {image_id} to delete")
+            missing = NotFound(f"Failed to find image {image_id} to delete")
+            image = self.visible_image(repo, ctx, image_id, missing=missing)
             policy.require_owner_member(ctx, image, "delete_image")
             if image.protected:
                 raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
@@ -206,9 +198,8 @@ class ImageService:
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
             repo = ImageRepository(session, lock=True)
-            image = self._find_visible(repo, ctx, image_id)
-            if image is None:
-                raise NotFound(f"Image {image_id} not found.")
+            missing = NotFound(f"Image {image_id} not found.")
+            image = self.visible_image(repo, ctx, image_id, missing=missing)
             policy.require_owner_member(ctx, image, "modify_image")
             tags = repo.load([image])[0].tags
             if add:
@@ -234,11 +225,19 @@ class ImageService:
         return image if policy.can_see(ctx, image, is_member_of=is_member) else None
 
     @classmethod
-    def visible_image(cls, repo: ImageRepository, ctx: RequestContext, image_id: str) -> Image:
-        """The image if this caller may see it; ImageNotFound otherwise (never 403)."""
+    def visible_image(
+        cls,
+        repo: ImageRepository,
+        ctx: RequestContext,
+        image_id: str,
+        *,
+        missing: NotFound | None = None,
+    ) -> Image:
+        """The image if this caller may see it; `missing` (default ImageNotFound) otherwise,
+        never a 403."""
         image = cls._find_visible(repo, ctx, image_id)
         if image is None:
-            raise ImageNotFound(image_id)
+            raise missing or ImageNotFound(image_id)
         return image
 
     @staticmethod
@@ -304,7 +303,7 @@ class ImageService:
         image = record.image
         return {
             **record.properties,
-            **{name: getattr(image, name) for name in _CORE_COLUMNS},
+            **{name: getattr(image, name) for name in attributes.WRITABLE_COLUMNS},
             "tags": list(record.tags),
         }
 
