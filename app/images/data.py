@@ -13,7 +13,9 @@ import asyncio
 import hashlib
 import logging
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +45,9 @@ from app.storage.registry import StoreRegistry
 log = logging.getLogger(__name__)
 
 # Hash and write in batches this large: per-call overhead vanishes, memory stays bounded
-# (two batches in flight at most: one being received, one being hashed and written).
+# (MAX_IN_FLIGHT batches being hashed and written, one more being received).
 BATCH_SIZE = 8 * 1024 * 1024
+MAX_IN_FLIGHT = 4
 HASH_ALGORITHM = "sha512"
 
 
@@ -81,23 +84,14 @@ class Download:
     chunks: AsyncIterator[bytes]
 
 
-class _Digests:
-    """md5 (Glance's `checksum`) and the multihash, each in its own thread: hashlib releases
-    the GIL on large buffers, so the two run in parallel on two cores."""
-
-    def __init__(self) -> None:
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.multihash = hashlib.new(HASH_ALGORITHM)
-
-    def updates(self, batch: bytes) -> list[Any]:
-        return [
-            asyncio.to_thread(self.md5.update, batch),
-            asyncio.to_thread(self.multihash.update, batch),
-        ]
-
-
 class _Upload:
-    """One upload's stream state: counts, checks limits, hashes, inspects and writes."""
+    """One upload's stream state: counts, checks limits, hashes, inspects and writes.
+
+    md5 (Glance's `checksum`), the multihash and the store write are three lanes, each taking
+    batches in order on its own thread: hashlib and file writes release the GIL, so the lanes
+    run in parallel, and a lane that finishes a batch starts the next one without waiting for
+    the others. At most MAX_IN_FLIGHT batches are queued, which bounds memory.
+    """
 
     def __init__(
         self,
@@ -113,9 +107,20 @@ class _Upload:
         self.expected_size = expected_size
         self.size_cap = size_cap
         self.size = 0
-        self.digests = _Digests()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.multihash = hashlib.new(HASH_ALGORITHM)
         self.inspector = FormatInspector(declared_format)
-        self._pending: asyncio.Future[Any] | None = None
+        self._md5_lane = ThreadPoolExecutor(1, thread_name_prefix="upload-md5")
+        self._multihash_lane = ThreadPoolExecutor(1, thread_name_prefix="upload-hash")
+        self._last_write: asyncio.Future[None] | None = None
+        self._in_flight: deque[asyncio.Future[Any]] = deque()
+        # Batches are filled into a few reused buffers: no allocation (and no page faults, and
+        # no memory the allocator keeps afterwards) per batch, and a fixed footprint.
+        self._free: asyncio.Queue[bytearray] = asyncio.Queue()
+        for _ in range(MAX_IN_FLIGHT + 1):
+            self._free.put_nowait(bytearray(BATCH_SIZE))
+        self._buffer: bytearray | None = None
+        self._filled = 0
 
     def count(self, received: int) -> None:
         self.size += received
@@ -126,23 +131,75 @@ class _Upload:
                 f"Image data is longer than the declared size of {self.expected_size} bytes."
             )
 
-    async def process(self, batch: bytes) -> None:
-        """Starts hashing and writing `batch` once the previous batch is done, and returns
-        at once so the next batch can be received meanwhile."""
-        await self.drain()
-        self.inspector.feed(batch)
-        self._pending = asyncio.gather(*self.digests.updates(batch), self.writer.write(batch))
+    async def receive(self, chunk: bytes) -> None:
+        """Copies `chunk` into the current batch; full batches go to the lanes."""
+        self.count(len(chunk))
+        view = memoryview(chunk)
+        while view:
+            if self._buffer is None:
+                self._buffer = await self._next_free_buffer()
+            room = BATCH_SIZE - self._filled
+            taken = view[:room]
+            self._buffer[self._filled : self._filled + len(taken)] = taken
+            self._filled += len(taken)
+            view = view[len(taken) :]
+            if self._filled == BATCH_SIZE:
+                self._dispatch()
 
-    async def drain(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+    async def finish(self) -> None:
+        """Sends the last, partial batch and waits until every batch is hashed and written."""
+        if self._filled:
+            self._dispatch()
+        while self._in_flight:
+            await self._in_flight.popleft()
+
+    async def _next_free_buffer(self) -> bytearray:
+        while self._free.empty() and self._in_flight:
+            # Surfaces a failed batch now rather than at the end of the upload.
+            await self._in_flight.popleft()
+        return await self._free.get()
+
+    def _dispatch(self) -> None:
+        """Queues the current batch on the three lanes; its buffer returns to the pool when
+        all three are done with it."""
+        buffer, filled = self._buffer, self._filled
+        assert buffer is not None
+        self._buffer, self._filled = None, 0
+        batch = memoryview(buffer)[:filled]
+        self.inspector.feed(batch)
+        loop = asyncio.get_running_loop()
+        write = asyncio.ensure_future(self._write_after(self._last_write, batch))
+        self._last_write = write
+        done = asyncio.gather(
+            loop.run_in_executor(self._md5_lane, self.md5.update, batch),
+            loop.run_in_executor(self._multihash_lane, self.multihash.update, batch),
+            write,
+        )
+
+        def recycle(_: asyncio.Future[Any]) -> None:
+            batch.release()
+            self._free.put_nowait(buffer)
+
+        done.add_done_callback(recycle)
+        self._in_flight.append(done)
+
+    async def _write_after(self, previous: asyncio.Future[None] | None, batch: memoryview) -> None:
+        if previous is not None:
+            await previous
+        await self.writer.write(batch)
 
     async def abandon(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-            await asyncio.gather(self._pending, return_exceptions=True)
-            self._pending = None
+        pending = list(self._in_flight)
+        self._in_flight.clear()
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._last_write is not None:
+            await asyncio.gather(self._last_write, return_exceptions=True)
+
+    def close(self) -> None:
+        self._md5_lane.shutdown(wait=False)
+        self._multihash_lane.shutdown(wait=False)
 
 
 class ImageDataService:
@@ -232,20 +289,9 @@ class ImageDataService:
             size_cap=self.limits.image_size_cap,
         )
         try:
-            batch: list[bytes] = []
-            batched = 0
             async for chunk in body:
-                if not chunk:
-                    continue
-                upload.count(len(chunk))
-                batch.append(chunk)
-                batched += len(chunk)
-                if batched >= BATCH_SIZE:
-                    await upload.process(b"".join(batch))
-                    batch, batched = [], 0
-            if batch:
-                await upload.process(b"".join(batch))
-            await upload.drain()
+                await upload.receive(chunk)
+            await upload.finish()
             if expected_size is not None and upload.size != expected_size:
                 raise BadRequest(
                     f"Image data is {upload.size} bytes, not the declared {expected_size}."
@@ -259,9 +305,9 @@ class ImageDataService:
             values = {
                 "size": upload.size,
                 "virtual_size": virtual_size,
-                "checksum": upload.digests.md5.hexdigest(),
+                "checksum": upload.md5.hexdigest(),
                 "os_hash_algo": HASH_ALGORITHM,
-                "os_hash_value": upload.digests.multihash.hexdigest(),
+                "os_hash_value": upload.multihash.hexdigest(),
             }
             return await writer.commit(), values
         except BaseException as error:
@@ -272,6 +318,8 @@ class ImageDataService:
             if isinstance(error, StoreError):
                 raise StoreFailure(f"The image store failed: {error}") from error
             raise
+        finally:
+            upload.close()
 
     def _activate(
         self, image_id: str, store: Store, stored: StoredObject, values: dict[str, Any]
