@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +60,7 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10):
         self.url = normalise_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._write_lock = threading.Lock()
         if self.is_sqlite:
             self.engine = _sqlite_engine(self.url, immediate=True, echo=echo)
             self._read_engine = _sqlite_engine(self.url, immediate=False, echo=echo)
@@ -74,7 +77,11 @@ class Database:
     @contextmanager
     def session(self, *, write: bool = True) -> Iterator[Session]:
         engine = self.engine if write else self._read_engine
-        with Session(engine, expire_on_commit=False) as session:
+        # SQLite runs one write transaction at a time. Writers of this process queue on a lock
+        # (woken at once) rather than in SQLite's busy handler, which polls with growing sleeps
+        # and gives concurrent writes long tail latencies; only other processes meet it.
+        lock = self._write_lock if write and self.is_sqlite else contextlib.nullcontext()
+        with lock, Session(engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
