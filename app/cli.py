@@ -100,6 +100,38 @@ def worker() -> None:
         database.dispose()
 
 
+@main.command()
+@click.option(
+    "--older-than-hours",
+    default=24.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Only what has not changed for this long (an upload still running keeps changing).",
+)
+def scrub(older_than_hours: float) -> None:
+    """Clean up after crashed servers: images stuck in `saving` go back to `queued`, and
+    abandoned staging files are removed."""
+    import asyncio
+    from datetime import timedelta
+
+    from app.db.engine import Database
+    from app.images.data import ImageDataService
+    from app.storage.registry import StoreRegistry
+
+    settings = _settings()
+    database = Database(settings.database_url)
+    try:
+        data = ImageDataService(
+            database,
+            StoreRegistry.from_settings(settings.storage, settings.data_dir),
+            limits=settings.limits,
+        )
+        restored, removed = asyncio.run(data.scrub(timedelta(hours=older_than_hours)))
+    finally:
+        database.dispose()
+    click.echo(f"{restored} stalled uploads reset to queued, {removed} staging files removed")
+
+
 @main.group()
 def db() -> None:
     """Database schema management."""

@@ -125,3 +125,16 @@ def test_serve_on_all_interfaces_warns_loudly_about_noauth(tmp_path: Path) -> No
     assert "WARNING" in output
     assert "!!! noauth on 0.0.0.0" in output
     assert "X-Identity-Status" in output
+
+
+def test_scrub_on_a_fresh_database(tmp_path: Path) -> None:
+    env = {
+        "GLINT_DATABASE__URL": f"sqlite:///{tmp_path / 'glint.db'}",
+        "GLINT_DATA_DIR": str(tmp_path / "data"),
+    }
+    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+
+    result = CliRunner().invoke(main, ["scrub", "--older-than-hours", "1"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "0 stalled uploads reset to queued, 0 staging files removed" in result.output

@@ -17,12 +17,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from app.config import LimitSettings
 from app.context import RequestContext
+from app.db.base import utcnow
 from app.db.engine import Database
 from app.errors import (
     BadRequest,
@@ -349,6 +351,30 @@ class ImageDataService:
                 os_hash_algo=None,
                 os_hash_value=None,
             )
+
+    # --- recovery after a crash ----------------------------------------------------------------
+
+    async def scrub(self, older_than: timedelta) -> tuple[int, int]:
+        """What a crashed server leaves behind: images stuck in `saving` longer than
+        `older_than` go back to `queued` (so they can be uploaded again), and staging files
+        untouched that long are removed. Returns (images restored, files removed)."""
+
+        def restore_stalled() -> int:
+            cutoff = utcnow() - older_than
+            with self.db.session() as session:
+                repo = ImageRepository(session)
+                stalled = repo.stalled(ImageStatus.SAVING, before=cutoff)
+            for image_id in stalled:
+                self._restore(image_id)
+            return len(stalled)
+
+        restored = await run_in_threadpool(restore_stalled)
+        removed = 0
+        for store_id in self.stores.ids():
+            purge = getattr(self.stores.get(store_id), "purge_staging", None)
+            if purge is not None:
+                removed += await purge(older_than.total_seconds())
+        return restored, removed
 
     # --- download ------------------------------------------------------------------------------
 

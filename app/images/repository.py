@@ -102,6 +102,18 @@ class ImageRepository:
             .order_by(col(ImageMember.created_at), col(ImageMember.id))
         ).all()
 
+    def stalled(self, status: ImageStatus, *, before: datetime) -> list[str]:
+        """Ids of live images in `status` whose last change is older than `before`."""
+        return list(
+            self.session.exec(
+                select(Image.id).where(
+                    col(Image.status) == status,
+                    col(Image.updated_at) < before,
+                    col(Image.is_deleted).is_(False),
+                )
+            ).all()
+        )
+
     def locations(self, image_id: str) -> Sequence[ImageLocation]:
         return self.session.exec(
             select(ImageLocation)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -453,3 +454,39 @@ def test_upload_to_a_chosen_store(settings: Settings, db: Any, tmp_path: Any) ->
             assert client.get(image["file"], headers=A).content == DATA
     assert [p.name.split(".")[0] for p in (tmp_path / "fast").glob("*-*")] == [default["id"]]
     assert [p.name.split(".")[0] for p in (tmp_path / "cheap").glob("*-*")] == [chosen["id"]]
+
+
+def test_scrub_recovers_what_a_crash_leaves(
+    app: FastAPI, client: TestClient, settings: Settings
+) -> None:
+    from datetime import timedelta
+
+    from app.db.base import utcnow
+    from app.images.models import Image
+    from app.images.status import ImageStatus
+
+    stalled, recent = create(client), create(client)
+    db = app.state.db
+    with db.session() as session:
+        for image, age in ((stalled, timedelta(hours=30)), (recent, timedelta(minutes=5))):
+            row = session.get(Image, image["id"])
+            assert row is not None
+            row.status = ImageStatus.SAVING  # as a server that died mid-upload leaves it
+            row.updated_at = utcnow() - age
+            session.add(row)
+    staging = settings.data_dir / "images" / "_staging"
+    staging.mkdir(parents=True)
+    abandoned = staging / f"{stalled['id']}.abc.def"
+    abandoned.write_bytes(b"half an image")
+    old = time.time() - 30 * 3600
+    os.utime(abandoned, (old, old))
+    live = staging / f"{recent['id']}.abc.def"
+    live.write_bytes(b"still uploading")
+
+    restored, removed = asyncio.run(app.state.data_service.scrub(timedelta(hours=24)))
+    assert (restored, removed) == (1, 1)
+    assert client.get(stalled["self"], headers=A).json()["status"] == "queued"
+    assert client.get(recent["self"], headers=A).json()["status"] == "saving"
+    assert not abandoned.exists()
+    assert live.exists()
+    assert upload(client, stalled).status_code == 204
