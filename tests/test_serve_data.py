@@ -82,3 +82,31 @@ def test_requests_are_answered_while_uploads_stream(tmp_path: Path) -> None:
     last_upload = max(t for name, t in finished.items() if name.startswith("upload"))
     assert finished["metadata"] < last_upload
     assert finished["downloads"] < last_upload
+
+
+def test_a_truncated_upload_leaves_the_image_queued_and_nothing_stored(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with serve(tmp_path) as server:
+        create = httpx.post(
+            f"{server.base_url}/v2/images",
+            json={"disk_format": "raw", "container_format": "bare"},
+        )
+        image_id = create.json()["id"]
+        with socket.create_connection(("127.0.0.1", server.port)) as connection:
+            head = (
+                f"PUT /v2/images/{image_id}/file HTTP/1.1\r\nHost: glint\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n"
+            )
+            connection.sendall(head.encode() + os.urandom(3_000_000))
+            time.sleep(0.5)  # the server is now streaming this upload
+        status = ""
+        for _ in range(100):  # the server notices the disconnect and cleans up
+            status = httpx.get(f"{server.base_url}/v2/images/{image_id}").json()["status"]
+            if status == "queued":
+                break
+            time.sleep(0.1)
+        assert status == "queued"
+        stored = [p for p in (tmp_path / "data" / "images").rglob("*") if p.is_file()]
+        assert stored == []
