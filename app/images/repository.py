@@ -46,6 +46,24 @@ _NULL_STAND_IN: dict[str, Any] = {
 }
 
 
+# Built once: building a statement costs more than running it on SQLite (a show is mostly this).
+# Plain rows, not ORM objects: a 100-image page is mostly these two.
+_PROPERTIES_OF = (
+    sa.select(col(ImageProperty.image_id), col(ImageProperty.name), col(ImageProperty.value))
+    .where(col(ImageProperty.image_id).in_(sa.bindparam("ids", expanding=True)))
+    .order_by(col(ImageProperty.id))
+)
+_TAGS_OF = (
+    sa.select(col(ImageTag.image_id), col(ImageTag.value))
+    .where(col(ImageTag.image_id).in_(sa.bindparam("ids", expanding=True)))
+    .order_by(col(ImageTag.id))
+)
+_MEMBER = select(ImageMember).where(
+    col(ImageMember.image_id) == sa.bindparam("image_id"),
+    col(ImageMember.member) == sa.bindparam("member"),
+)
+
+
 @dataclass
 class ImageRecord:
     """An image with its custom properties and tags."""
@@ -89,11 +107,7 @@ class ImageRepository:
         return self.find_member(image_id, project_id) is not None
 
     def find_member(self, image_id: str, member: str) -> ImageMember | None:
-        return self.session.exec(
-            select(ImageMember).where(
-                ImageMember.image_id == image_id, ImageMember.member == member
-            )
-        ).first()
+        return self.session.exec(_MEMBER, params={"image_id": image_id, "member": member}).first()
 
     def list_members(self, image_id: str) -> Sequence[ImageMember]:
         return self.session.exec(
@@ -127,20 +141,9 @@ class ImageRepository:
         properties: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, list[str]] = defaultdict(list)
         if ids:
-            # Plain rows, not ORM objects: a 100-image page is mostly this.
-            for image_id, name, value in self.session.execute(
-                sa.select(
-                    col(ImageProperty.image_id), col(ImageProperty.name), col(ImageProperty.value)
-                )
-                .where(col(ImageProperty.image_id).in_(ids))
-                .order_by(col(ImageProperty.id))
-            ):
+            for image_id, name, value in self.session.execute(_PROPERTIES_OF, {"ids": ids}):
                 properties[image_id][name] = value
-            for image_id, value in self.session.execute(
-                sa.select(col(ImageTag.image_id), col(ImageTag.value))
-                .where(col(ImageTag.image_id).in_(ids))
-                .order_by(col(ImageTag.id))
-            ):
+            for image_id, value in self.session.execute(_TAGS_OF, {"ids": ids}):
                 tags[image_id].append(value)
         return [ImageRecord(image, properties[image.id], tags[image.id]) for image in images]
 
