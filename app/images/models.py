@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.db.base import MYSQL_TABLE_OPTIONS, LongText, Timestamp, utcnow
 from app.images.status import ImageStatus
+
+
+def image_id_field() -> Any:
+    """The image a row belongs to; the row goes with the image."""
+    return Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
+        )
+    )
 
 
 class StatusColumn(sa.types.TypeDecorator[ImageStatus]):
@@ -77,11 +87,7 @@ class ImageProperty(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("image_id", "name"), MYSQL_TABLE_OPTIONS)
 
     id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
-    image_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    image_id: str = image_id_field()
     name: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
     value: str = Field(sa_column=sa.Column(LongText, nullable=False))
 
@@ -91,11 +97,7 @@ class ImageTag(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("image_id", "value"), MYSQL_TABLE_OPTIONS)
 
     id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
-    image_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    image_id: str = image_id_field()
     value: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
 
 
@@ -104,11 +106,7 @@ class ImageMember(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("image_id", "member"), MYSQL_TABLE_OPTIONS)
 
     id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
-    image_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    image_id: str = image_id_field()
     member: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
     status: str = Field(default="pending", sa_column=sa.Column(sa.String(20), nullable=False))
     can_share: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
@@ -127,11 +125,7 @@ class ImageLocation(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_image_location_image_id", "image_id"), MYSQL_TABLE_OPTIONS)
 
     id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
-    image_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    image_id: str = image_id_field()
     store_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     created_at: datetime = Field(
