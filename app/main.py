@@ -84,9 +84,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
         validate=json_schemas.make_validator(state.json_schemas["image"]),
         on_job_enqueued=worker.wake,
     )
-    state.data_service = ImageDataService(
-        db, stores, limits=settings.limits, on_job_enqueued=worker.wake
-    )
+    state.data_service = ImageDataService(db, stores, limits=settings.limits)
     state.member_service = MemberService(db, limits=settings.limits)
 
     app.include_router(versions.router)

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -99,13 +99,11 @@ class _Upload:
         self,
         writer: StoreWriter,
         *,
-        image_id: str,
         declared_format: str | None,
         expected_size: int | None,
         size_cap: int,
     ):
         self.writer = writer
-        self.image_id = image_id
         self.expected_size = expected_size
         self.size_cap = size_cap
         self.size = 0
@@ -211,12 +209,10 @@ class ImageDataService:
         stores: StoreRegistry,
         *,
         limits: LimitSettings,
-        on_job_enqueued: Callable[[], None] = lambda: None,
     ):
         self.db = db
         self.stores = stores
         self.limits = limits
-        self.on_job_enqueued = on_job_enqueued
 
     # --- upload ------------------------------------------------------------------------------
 
@@ -285,7 +281,6 @@ class ImageDataService:
         writer = await store.open_writer(f"{image.id}.{secrets.token_hex(6)}", expected_size)
         upload = _Upload(
             writer,
-            image_id=image.id,
             declared_format=image.disk_format if image.container_format == "bare" else None,
             expected_size=expected_size,
             size_cap=self.limits.image_size_cap,
