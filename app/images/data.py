@@ -32,7 +32,6 @@ from app.errors import (
     Forbidden,
     GlintError,
     PayloadTooLarge,
-    PolicyDenied,
 )
 from app.images import policy
 from app.images.formats import FormatInspector, check
@@ -257,7 +256,6 @@ class ImageDataService:
         with self.db.session() as session:
             repo = ImageRepository(session, lock=True)
             image = ImageService.visible_image(repo, ctx, image_id)
-            policy.require_member(ctx, "upload_image")
             policy.require_owner_member(ctx, image, "upload_image")
             check_transition(image.status, ImageStatus.SAVING)
             if not (image.disk_format and image.container_format):
@@ -401,8 +399,7 @@ class ImageDataService:
         with self.db.session(write=False) as session:
             repo = ImageRepository(session)
             image = ImageService.visible_image(repo, ctx, image_id)
-            if not ctx.is_member:
-                raise PolicyDenied("download_image")
+            policy.require_member(ctx, "download_image")
             if image.status == ImageStatus.DEACTIVATED and not ctx.is_admin:
                 raise Forbidden(
                     "The requested image has been deactivated. Image data download is forbidden."
