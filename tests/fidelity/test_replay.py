@@ -19,6 +19,8 @@ from app.images.repository import ImageRecord, ImageRepository
 from app.images.status import ImageStatus
 from tests.fidelity.samples import Exchange, exchanges
 
+RAW = {"disk_format": "raw", "container_format": "bare"}
+# The data facts the recording's 100,000-byte uploads left on its images.
 HASHED = {
     "size": 100000,
     "virtual_size": 100000,
@@ -140,8 +142,7 @@ def test_delete_session(client: TestClient, db: Database) -> None:
         "2a61354a-aea6-4cfa-b9fe-75618b44c195",
         name="deactivated",
         status=ImageStatus.DEACTIVATED,
-        disk_format="raw",
-        container_format="bare",
+        **RAW,
         **HASHED,
     )
     # Image data arrives with the data API; its 404 is covered there.
@@ -160,8 +161,7 @@ def test_members_session(client: TestClient, db: Database) -> None:
         "57e47579-2580-41a1-bfc2-ac3099873ee0",
         name="share-me",
         status=ImageStatus.ACTIVE,
-        disk_format="raw",
-        container_format="bare",
+        **RAW,
         **HASHED,
     )
     assert replay(client, "09-members.txt", skip=("B can download (accepted member)",)) == 31
@@ -169,7 +169,6 @@ def test_members_session(client: TestClient, db: Database) -> None:
 
 @pytest.fixture
 def list_images(db: Database) -> None:
-    common = {"disk_format": "raw", "container_format": "bare"}
     for number, image_id, visibility, flavour, created, updated in (
         (1, "3b43d87f-ae46-40e9-8684-ec9897ceb2fe", "private", "f1", "14:52:36", "14:52:36"),
         (2, "cdfb2e81-c179-4d8a-b7c3-58be402d0b9e", "private", "f0", "14:52:37", "14:52:37"),
@@ -187,7 +186,7 @@ def list_images(db: Database) -> None:
             tags=["listtag", f"n{number}", *(["extra"] if number == 4 else [])],
             created_at=f"2026-11-24T{created}Z",
             updated_at=f"2026-11-24T{updated}Z",
-            **common,
+            **RAW,
             **data,
         )
 
