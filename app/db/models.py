@@ -2,9 +2,25 @@
 
 from sqlmodel import SQLModel
 
-from app.images.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
+from app.images.models import (
+    Image,
+    ImageLocation,
+    ImageMember,
+    ImageProperty,
+    ImageTag,
+    ImageUpload,
+)
 from app.jobs.models import Job
 
 metadata = SQLModel.metadata
 
-__all__ = ["Image", "ImageLocation", "ImageMember", "ImageProperty", "ImageTag", "Job", "metadata"]
+__all__ = [
+    "Image",
+    "ImageLocation",
+    "ImageMember",
+    "ImageProperty",
+    "ImageTag",
+    "ImageUpload",
+    "Job",
+    "metadata",
+]

@@ -131,3 +131,29 @@ class ImageLocation(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
     )
+
+
+class ImageUpload(SQLModel, table=True):
+    """The lease of an upload in progress (v2 data upload, stage; later v1 and imports).
+
+    Taken in the transaction that moves the image into `status`, renewed while bytes flow and
+    dropped with the transaction that ends the upload. A lease that has run out belongs to a
+    process that died: the worker puts the image back and removes `object_key`'s partial bytes.
+    """
+
+    __tablename__ = "image_upload"
+    __table_args__ = (sa.Index("ix_image_upload_lease_until", "lease_until"), MYSQL_TABLE_OPTIONS)
+
+    image_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    status: ImageStatus = Field(sa_column=sa.Column(StatusColumn(), nullable=False))
+    store_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    object_key: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
+    holder: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
+    lease_until: datetime = Field(sa_column=sa.Column(Timestamp, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
+    )

@@ -27,6 +27,9 @@ class Job(SQLModel, table=True):
         # What a worker asks for: runnable jobs, oldest first.
         sa.Index("ix_job_status_run_after", "status", "run_after"),
         sa.Index("ix_job_lock_status", "lock", "status"),
+        # Set to `lock` while the job is claimed: the database itself refuses a second running
+        # job with the same lock, whatever the claimants' isolation level.
+        sa.UniqueConstraint("running_lock"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -35,6 +38,7 @@ class Job(SQLModel, table=True):
     payload: str = Field(sa_column=sa.Column(LongText, nullable=False))  # JSON
     # At most one running job per lock (an image id, typically).
     lock: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    running_lock: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
     status: str = Field(
         default=JobStatus.QUEUED, sa_column=sa.Column(sa.String(16), nullable=False)
     )
