@@ -116,6 +116,16 @@ class JobSettings(BaseModel):
     lease_seconds: int = Field(default=300, ge=10)
 
 
+class UploadSettings(BaseModel):
+    """Uploads in progress hold a lease on their image; see app/images/uploads.py."""
+
+    # A body that delivers no bytes for this long fails the upload (image back to `queued`).
+    idle_timeout: float = Field(default=60.0, gt=0)
+    # An upload renews its lease every lease_seconds / 4; one not renewed for lease_seconds
+    # belongs to a dead process, and the worker recovers its image.
+    lease_seconds: float = Field(default=60.0, ge=2)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=9292, ge=1, le=65535)
@@ -138,6 +148,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    uploads: UploadSettings = Field(default_factory=UploadSettings)
 
     @classmethod
     def settings_customise_sources(
