@@ -1,8 +1,10 @@
 """The file store: objects are files directly inside one directory.
 
-A writer streams into `<root>/_staging/<key>.<random>` and `commit` links the finished file to
+A writer streams into `<root>/_staging/<key>` and `commit` links the finished file to
 `<root>/<key>`, so an object appears whole or not at all and a committed object is never
-replaced. Every file system call runs in a worker thread; the event loop only keeps score.
+replaced. Both names follow from the key, so `discard(key)` finds what an upload left behind
+without any record of it. Every file system call runs in a worker thread; the event loop only
+keeps score.
 """
 
 from __future__ import annotations
@@ -10,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import os
 import re
-import secrets
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from io import FileIO
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, TypeVar
 from app.config import FileStoreSettings
 from app.storage.base import Capability, Store, StoredObject
 from app.storage.errors import ObjectNotFound, StoreError, StoreFull, StoreUnavailable
+from app.storage.threads import abandon, run_in_thread
 
 T = TypeVar("T")
 
 SCHEME = "file"
 STAGING = "_staging"
-# Starts with a letter or digit, so no key is `.`, `..`, hidden, or the staging directory; short
-# enough that a staging name (key plus a random suffix) stays under the usual 255-byte limit.
+# Starts with a letter or digit, so no key is `.`, `..`, hidden, or the staging directory; well
+# under the usual 255-byte limit on a file name.
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 # What link() says on file systems without hard links (vfat, some FUSE and SMB mounts).
@@ -53,34 +54,11 @@ def _store_error(error: OSError, doing: str) -> StoreError:
 async def _in_thread(
     function: Callable[[], T], doing: str, on_abandon: Callable[[T], None] | None = None
 ) -> T:
-    """Runs `function` in a worker thread, with OSError mapped to the store's errors.
-
-    A cancelled await neither stops the thread nor keeps a queued job from running, so clean-up
-    (cancel, delete, closing) always happens. When what the job makes must not be lost (an open
-    file, a published object), `on_abandon` is given its result, in a thread, once it is done.
-    """
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(None, function)
+    """`run_in_thread`, with OSError mapped to the store's errors."""
     try:
-        return await asyncio.shield(future)
+        return await run_in_thread(function, on_abandon=on_abandon)
     except OSError as error:
         raise _store_error(error, doing) from error
-    except asyncio.CancelledError:
-        future.add_done_callback(functools.partial(_abandoned, on_abandon))
-        raise
-
-
-def _abandoned(on_abandon: Callable[[T], None] | None, done: asyncio.Future[T]) -> None:
-    if done.cancelled() or done.exception() is not None:  # retrieved: nobody else will
-        return
-    if on_abandon is not None:
-        done.get_loop().run_in_executor(None, _quietly, on_abandon, done.result())
-
-
-def _quietly(function: Callable[[T], None], value: T) -> None:
-    # Clean-up nobody waits for: a failure leaves a file that purge_staging or a scrub removes.
-    with contextlib.suppress(OSError):
-        function(value)
 
 
 def _fsync_directory(path: Path) -> None:
@@ -92,7 +70,7 @@ def _fsync_directory(path: Path) -> None:
 
 
 class FileStore:
-    scheme: str = SCHEME
+    schemes: frozenset[str] = frozenset({SCHEME})
 
     def __init__(
         self,
@@ -163,14 +141,20 @@ class FileStore:
             self.staging.mkdir(parents=True, exist_ok=True)
             if size_hint:
                 self._check_room(size_hint)
-            staged = self.staging / f"{key}.{secrets.token_hex(8)}"
-            # Unbuffered: every write goes straight to the kernel, so a full disk is reported by
-            # the write that hit it, not by a later flush.
-            file = open(staged, "xb", buffering=0)  # noqa: SIM115 - the writer closes it
+            staged = self.staging / key
+            try:
+                # Unbuffered: every write goes straight to the kernel, so a full disk is reported
+                # by the write that hit it, not by a later flush. Exclusive, which also refuses a
+                # symlink planted under the name.
+                file = open(staged, "xb", buffering=0)  # noqa: SIM115 - the writer closes it
+            except FileExistsError:
+                raise StoreError(
+                    f"object {key!r} is already being written in store {self.store_id!r}"
+                ) from None
             return FileWriter(file, staged, final, self.location_for(key), fsync=self.fsync)
 
         return await _in_thread(
-            open_staging, f"opening a writer for {key!r}", on_abandon=FileWriter.discard
+            open_staging, f"opening a writer for {key!r}", on_abandon=FileWriter.release
         )
 
     def _check_room(self, size: int) -> None:
@@ -181,9 +165,27 @@ class FileStore:
         if vfs.f_blocks and size > vfs.f_bfree * vfs.f_frsize:
             raise StoreFull(f"store {self.store_id!r} has no room for {size} bytes")
 
-    async def purge_staging(self, older_than: float) -> int:
-        """Removes staging files untouched for `older_than` seconds (left by crashed uploads);
-        returns how many. An upload still writing touches its file with every chunk."""
+    async def discard(self, key: str) -> None:
+        staged, final = self.staging / validate_key(key), self.root / key
+
+        def remove() -> None:
+            # Staging first: a commit racing this either finds its staging file gone, or has
+            # already linked the object, which is removed next.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+            # The staging directory is not synced: a staging file that a crash brings back is
+            # purge_staging's.
+            try:
+                os.unlink(final)
+            except FileNotFoundError:
+                return
+            if self.fsync:
+                _fsync_directory(self.root)
+
+        await _in_thread(remove, f"discarding {key!r}")
+
+    async def purge_staging(self, older_than: float, *, keep: Collection[str] = ()) -> int:
+        spared = frozenset(keep)
 
         def purge() -> int:
             cutoff = time.time() - older_than
@@ -193,12 +195,14 @@ class FileStore:
             except FileNotFoundError:
                 return 0
             for entry in entries:
+                if entry.name in spared:  # a staging file is named by its key
+                    continue
                 try:
                     if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                         os.unlink(entry.path)
                         removed += 1
                 except FileNotFoundError:
-                    pass  # committed or cancelled meanwhile
+                    pass  # committed, cancelled or discarded meanwhile
             return removed
 
         return await _in_thread(purge, "purging staging files")
@@ -241,7 +245,7 @@ class FileStore:
         finally:
             if pending is not None:
                 # Read ahead for nobody: its error, if any, is of no interest.
-                pending.add_done_callback(functools.partial(_abandoned, None))
+                abandon(pending)
             handle.close()
 
     async def stat(self, location: str) -> int:
@@ -337,6 +341,13 @@ class FileWriter:
 
     Each file operation holds `_lock` in its worker thread, so a `cancel` that follows a write
     whose awaiting task was cancelled waits for that write to finish before closing the file.
+
+    The staging name is the key's, so after `FileStore.discard` (or purge_staging) it may name
+    nothing, or the file of a later writer of the same key. The writer keeps its file open until
+    it is done and acts on the name only while the name still leads to that file: it neither
+    publishes nor removes another writer's bytes. (A discard and a new writer of the key could
+    still slip in between such a check and the call after it; keys are unique per upload
+    attempt, so only a caller reusing the key of an upload it discarded could get there.)
     """
 
     def __init__(
@@ -372,6 +383,7 @@ class FileWriter:
             with self._lock:
                 if self._file.closed:
                     raise StoreError("writer cancelled during a write")
+                # Written straight from the caller's buffer, and done with it on return.
                 view = memoryview(chunk).cast("B")
                 fd = self._file.fileno()
                 written = 0
@@ -394,10 +406,14 @@ class FileWriter:
                 try:
                     if self._fsync:
                         os.fsync(self._file.fileno())
-                    self._file.close()
                     self._publish()
                 except BaseException:
-                    self._discard()
+                    self._release()
+                    raise
+                try:
+                    self._file.close()
+                except BaseException:
+                    self.unpublish()
                     raise
             return self
 
@@ -406,14 +422,23 @@ class FileWriter:
             # the location, so an object published after all is removed again.
             await _in_thread(finish, f"committing {self._final.name}", FileWriter.unpublish)
         except BaseException:
-            # Nothing is left behind: the thread discarded the staging file or unpublishes.
+            # Nothing is left behind: the thread released the staging file or unpublishes.
             self._committed = False
             self._cancelled = True
             raise
         return StoredObject(location=self._location, size=self._size)
 
+    def _holds(self, path: Path) -> bool:
+        """Whether `path` names this writer's (still open) file."""
+        try:
+            return os.path.samestat(os.lstat(path), os.fstat(self._file.fileno()))
+        except FileNotFoundError:
+            return False
+
     def _publish(self) -> None:
         """Makes the staged file the object, never replacing an existing one."""
+        if not self._holds(self._staged):
+            raise StoreError(f"the staged upload of {self._final.name!r} was discarded or purged")
         try:
             # link() fails when the name exists, where rename() would silently replace it.
             os.link(self._staged, self._final)
@@ -424,7 +449,7 @@ class FileWriter:
             if error.errno not in _NO_HARD_LINKS:
                 raise
             # A file system without hard links: check, then rename. Another writer of the same
-            # key could slip in between; keys are image ids, uploaded by one request at a time.
+            # key could slip in between; keys are unique per upload attempt.
             if os.path.lexists(self._final):
                 raise StoreError(f"object {self._final.name!r} already exists") from None
             os.rename(self._staged, self._final)
@@ -443,14 +468,21 @@ class FileWriter:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._final)
 
-    def _discard(self) -> None:
-        self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._staged)
+    def _release(self) -> None:
+        if self._file.closed:  # committed, or released already
+            return
+        try:
+            # Checked while the file is open, so its inode cannot have been reused.
+            if self._holds(self._staged):
+                with contextlib.suppress(FileNotFoundError):  # purged or discarded meanwhile
+                    os.unlink(self._staged)
+        finally:
+            self._file.close()
 
-    def discard(self) -> None:
+    def release(self) -> None:
+        """Closes the file and removes the staging file, if the name still leads to it."""
         with self._lock:
-            self._discard()
+            self._release()
 
     async def cancel(self) -> None:
         # Safe more than once and after a failed commit (which already cleaned up); after a
@@ -458,7 +490,7 @@ class FileWriter:
         if self._cancelled or self._committed:
             return
         self._cancelled = True
-        await _in_thread(self.discard, f"cancelling {self._final.name}")
+        await _in_thread(self.release, f"cancelling {self._final.name}")
 
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from app.config import StorageSettings, StoreSettings
 from app.storage.base import Store
@@ -21,11 +21,6 @@ DRIVERS: dict[str, str] = {
 }
 
 
-class LocatingStore(Store, Protocol):
-    def contains(self, location: str) -> bool:
-        """Whether `location` names an object of this store (whether or not it exists)."""
-
-
 def _driver(type_: str) -> Any:
     try:
         module, _, name = DRIVERS[type_].partition(":")
@@ -35,7 +30,7 @@ def _driver(type_: str) -> Any:
 
 
 class StoreRegistry:
-    def __init__(self, stores: Mapping[str, LocatingStore], default: str) -> None:
+    def __init__(self, stores: Mapping[str, Store], default: str) -> None:
         if default not in stores:
             raise UnknownStore(f"default store {default!r} is not configured")
         self._stores = dict(stores)
@@ -52,26 +47,31 @@ class StoreRegistry:
         )
 
     @staticmethod
-    def _build(store_id: str, settings: StoreSettings, data_dir: Path) -> LocatingStore:
-        store: LocatingStore = _driver(settings.type).from_settings(store_id, settings, data_dir)
+    def _build(store_id: str, settings: StoreSettings, data_dir: Path) -> Store:
+        store: Store = _driver(settings.type).from_settings(store_id, settings, data_dir)
         return store
 
     def ids(self) -> list[str]:
         return list(self._stores)
 
-    def get(self, store_id: str) -> LocatingStore:
+    def get(self, store_id: str) -> Store:
         try:
             return self._stores[store_id]
         except KeyError:
             raise UnknownStore(f"no store with id {store_id!r}") from None
 
     @property
-    def default(self) -> LocatingStore:
+    def default(self) -> Store:
         return self._stores[self._default]
 
-    def for_location(self, location: str) -> LocatingStore:
-        # `contains` checks the scheme too: one driver may answer to several (swift+https, …).
-        for store in self._stores.values():
+    def for_location(self, location: str) -> Store:
+        """The store holding `location`; UnknownStore when no configured store serves its
+        scheme, or none of those that do holds it."""
+        scheme, _, _ = location.partition(":")
+        serving = [store for store in self._stores.values() if scheme in store.schemes]
+        if not serving:
+            raise UnknownStore(f"no configured store serves {scheme!r} locations")
+        for store in serving:
             if store.contains(location):
                 return store
         raise UnknownStore(f"no configured store holds {location!r}")

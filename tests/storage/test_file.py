@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,11 @@ class TestFileStoreContract(StoreContract):
     def store(self, tmp_path: Path) -> Store:
         return FileStore("local", tmp_path / "images", read_chunk_size=self.read_chunk_size)
 
+    @pytest.fixture
+    def other_store(self, tmp_path: Path) -> Store:
+        # Its root's name starts with the other's: locations are compared by directory, not prefix.
+        return FileStore("other", tmp_path / "images2")
+
     def location_for(self, store: Store, key: str) -> str:
         assert isinstance(store, FileStore)
         return f"file://{store.root / key}"
@@ -29,6 +35,15 @@ class TestFileStoreContract(StoreContract):
     async def staged(self, store: Store) -> list[str]:
         assert isinstance(store, FileStore)
         return os.listdir(store.staging) if store.staging.exists() else []
+
+    def staging_location(self, store: Store, key: str) -> str | None:
+        assert isinstance(store, FileStore)
+        return f"file://{store.staging / key}"
+
+    async def backdate(self, store: Store, key: str, seconds: float) -> None:
+        assert isinstance(store, FileStore)
+        then = time.time() - seconds
+        os.utime(store.staging / key, (then, then))
 
 
 @pytest.fixture
@@ -48,7 +63,7 @@ async def test_objects_are_plain_files_named_by_key(store: FileStore) -> None:
     writer = await store.open_writer(key)
     await writer.write(b"abc")
     assert not (store.root / key).exists()
-    assert [path.name.split(".")[0] for path in staged(store)] == [key]
+    assert staged(store) == [store.staging / key]
     stored = await writer.commit()
     assert stored.location == f"file://{store.root / key}"
     assert (store.root / key).read_bytes() == b"abc"
@@ -81,6 +96,9 @@ async def test_fsync_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fs
     assert len(synced) == (2 if fsync else 0)
     await store.delete(stored.location)
     assert len(synced) == (3 if fsync else 0)
+    await put(store, "other", b"discarded")
+    await store.discard("other")
+    assert len(synced) == (6 if fsync else 0)
 
 
 async def test_reads_come_in_whole_chunks(store: FileStore) -> None:
@@ -245,16 +263,69 @@ async def test_purge_staging_removes_only_stale_files(store: FileStore) -> None:
     await stale.write(b"left by a crash")
     fresh = await store.open_writer("fresh")
     await fresh.write(b"still uploading")
-    [stale_file] = [path for path in staged(store) if path.name.startswith("stale.")]
     an_hour_ago = time.time() - 3600
-    os.utime(stale_file, (an_hour_ago, an_hour_ago))
+    os.utime(store.staging / "stale", (an_hour_ago, an_hour_ago))
 
     assert await store.purge_staging(older_than=600) == 1
-    assert [path.name.split(".")[0] for path in staged(store)] == ["fresh"]
+    assert staged(store) == [store.staging / "fresh"]
     stored = await fresh.commit()
     assert await read(store, stored.location) == b"still uploading"
     await stale.cancel()  # its file is already gone; still fine
     assert staged(store) == []
+
+
+# --- a discarded upload ---------------------------------------------------------------------
+
+
+async def _purge(store: FileStore, key: str) -> None:
+    an_hour_ago = time.time() - 3600
+    os.utime(store.staging / key, (an_hour_ago, an_hour_ago))
+    assert await store.purge_staging(older_than=600) == 1
+
+
+@pytest.mark.parametrize("remove", [FileStore.discard, _purge], ids=["discarded", "purged"])
+@pytest.mark.parametrize("staged_again", [False, True], ids=["gone", "staged-again"])
+async def test_a_writer_whose_staging_file_was_removed_does_not_publish(
+    store: FileStore, remove: Callable[[FileStore, str], Awaitable[None]], staged_again: bool
+) -> None:
+    writer = await store.open_writer("key")
+    await writer.write(b"removed underneath")
+    await remove(store, "key")
+    retry = await store.open_writer("key") if staged_again else None
+    if retry is not None:
+        await retry.write(b"the retry's")
+
+    with pytest.raises(StoreError, match="discarded or purged"):
+        await writer.commit()
+    await writer.cancel()
+    assert not (store.root / "key").exists()
+    if retry is None:
+        assert staged(store) == []
+    else:
+        # Neither published nor removed by the writer whose name it reuses.
+        assert (store.staging / "key").read_bytes() == b"the retry's"
+        stored = await retry.commit()
+        assert await read(store, stored.location) == b"the retry's"
+
+
+async def test_discard_leaves_other_keys_alone(store: FileStore) -> None:
+    kept = await put(store, "kept", b"kept")
+    writer = await store.open_writer("kept.staged")
+    await writer.write(b"staged")
+    await put(store, "gone", b"gone")
+    await store.discard("gone")
+    assert sorted(path.name for path in store.root.iterdir()) == ["_staging", "kept"]
+    assert staged(store) == [store.staging / "kept.staged"]
+    assert await read(store, kept.location) == b"kept"
+    await writer.cancel()
+
+
+async def test_discard_rejects_hostile_keys(store: FileStore, tmp_path: Path) -> None:
+    (tmp_path / "victim").write_bytes(b"")
+    for key in ["../victim", "..", "_staging", ""]:
+        with pytest.raises(ValueError, match="invalid object key"):
+            await store.discard(key)
+    assert (tmp_path / "victim").exists()
 
 
 # --- hostile input --------------------------------------------------------------------------
@@ -325,4 +396,14 @@ async def test_an_existing_key_is_refused_before_any_byte_is_sent(store: FileSto
     await put(store, "key", b"first")
     with pytest.raises(StoreError, match="already exists"):
         await store.open_writer("key")
+    assert staged(store) == []
+
+
+async def test_a_key_being_written_is_refused_a_second_writer(store: FileStore) -> None:
+    first = await store.open_writer("key")
+    await first.write(b"first")
+    with pytest.raises(StoreError, match="already being written"):
+        await store.open_writer("key")
+    stored = await first.commit()
+    assert await read(store, stored.location) == b"first"
     assert staged(store) == []

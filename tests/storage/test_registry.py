@@ -77,19 +77,20 @@ async def test_locations_find_the_store_that_holds_them(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "location",
+    ("location", "message"),
     [
-        "file:///etc/passwd",
-        "file://{root}/../slow/key",
-        "swift+https://swift.example.com/v1/AUTH_x/glance/key",
-        "s3://bucket/key",
-        "not a location",
+        ("file:///etc/passwd", "no configured store holds"),
+        ("file://{root}/../slow/key", "no configured store holds"),
+        ("file://{root}/_staging/key", "no configured store holds"),
+        ("swift+https://swift.example.com/v1/AUTH_x/glance/key", "serves 'swift\\+https'"),
+        ("s3://bucket/key", "serves 's3'"),
+        ("not a location", "serves"),
     ],
 )
-def test_locations_no_store_holds(tmp_path: Path, location: str) -> None:
+def test_locations_no_store_holds(tmp_path: Path, location: str, message: str) -> None:
     stores = two_stores(tmp_path)
-    with pytest.raises(UnknownStore):
-        stores.for_location(location.format(root=tmp_path / "fast"))
+    with pytest.raises(UnknownStore, match=message):
+        stores.for_location(location.format(root=tmp_path.resolve() / "fast"))
 
 
 def test_drivers_are_imported_only_when_configured() -> None:
