@@ -9,9 +9,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/glint
 WORKDIR /src
-# Only what the package build reads (pyproject names README.md as the long description).
-COPY pyproject.toml README.md ./
+# Only what the package build reads (pyproject names README.md as the long description; setup.py
+# puts app/ and the migrations in alembic/ into the wheel, the latter as app/migrations/).
+COPY pyproject.toml README.md setup.py ./
 COPY app ./app
+COPY alembic ./alembic
 # The README's install, not editable: the source tree stays behind in this stage.
 RUN /opt/glint/bin/pip install .
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from app.api import docs, errors, openapi, versions
+from app.api import docs, errors, versions
 from app.api.middleware import EdgeMiddleware
 from app.api.v2 import image_actions, image_data, images, json_schemas, members, tags
 from app.config import Settings, load_settings
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        generate_unique_id_function=openapi.operation_id,
+        generate_unique_id_function=docs.operation_id,
     )
     state = app.state
     state.settings = settings
@@ -93,7 +93,6 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     state.api_routes = [route for router in _API_ROUTERS for route in router.routes]
 
     docs.install(app)
-    openapi.install(app)
     errors.install(app)
     app.add_middleware(
         EdgeMiddleware,

@@ -26,7 +26,7 @@ run always ends by itself.
 
 Identity is passed the keystone-less way (``X-Identity-Status: Confirmed``,
 ``X-Project-Id``, ``X-User-Id``, ``X-Roles``), which both Glint and the Glance
-anchor (``../shared/tools/glance-anchor``, "headers" flavor) accept.
+started by ``bench/glance/`` ("headers" paste flavor) accept.
 
 Examples::
 
@@ -264,8 +264,10 @@ async def timed_request(
     return RequestOutcome(True, elapsed, created_id=created_id)
 
 
-async def check_reachable(target: Target, timeout: float) -> None:
-    async with httpx.AsyncClient(base_url=target.url, timeout=timeout, trust_env=False) as client:
+async def check_reachable(target: Target, request_timeout: float) -> None:
+    async with httpx.AsyncClient(
+        base_url=target.url, timeout=request_timeout, trust_env=False
+    ) as client:
         response = await client.get("/healthcheck")
     if response.status_code != 200:
         raise RuntimeError(f"{target.label}: GET /healthcheck -> {response.status_code}")

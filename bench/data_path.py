@@ -46,7 +46,7 @@ waits before each measurement until the CPUs are >= 90 % idle.
 
 Identity is passed the keystone-less way (``X-Identity-Status: Confirmed``,
 ``X-Project-Id``, ``X-User-Id``, ``X-Roles``), which both Glint and the Glance
-anchor (``../shared/tools/glance-anchor``, "headers" flavor) accept.
+started by ``bench/glance/`` ("headers" paste flavor) accept.
 
 Examples::
 

@@ -1,14 +1,15 @@
 # shellcheck shell=bash
 # Shared plumbing of the bench runners (run_api_bench.sh, run_data_bench.sh):
-# a private Glint and a private Glance on 127.0.0.1 in a fresh temporary
-# directory, stopped and removed again on every exit (error and Ctrl-C too).
+# a private Glint and a private Glance (bench/glance/: Glance 33.0.0 from PyPI
+# in a venv of its own) on 127.0.0.1 in a fresh temporary directory, stopped
+# and removed again on every exit (error and Ctrl-C too).
 # Sourced, not run.  A runner does, after `set -euo pipefail`:
 #
 #   HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 #   RUNNER_NAME=run_foo_bench           # prefix of every message: [run_foo_bench] ...
-#   . "$HERE/lib.sh"                    # sets REPO, ANCHOR, GLINT_BIN, TARGETS, HEALTH_TIMEOUT
+#   . "$HERE/lib.sh"                    # sets REPO, GLANCE_TOOLS, GLINT_BIN, TARGETS, HEALTH_TIMEOUT
 #   GLINT_PORT="${BENCH_GLINT_PORT:-...}"; GLANCE_PORT="${BENCH_GLANCE_PORT:-...}"
-#   check_targets                       # BENCH_TARGETS, the Glance anchor, GLINT_BIN -> GLINT_PATH
+#   check_targets                       # BENCH_TARGETS, bench/glance/, GLINT_BIN -> GLINT_PATH
 #   default_python 'import httpx'       # PYTHON, if unset: the python next to glint
 #                                       # (if it runs the probe; '' = no probe), else python3
 #   check_ports_free                    # die if something answers on a wanted port
@@ -17,20 +18,21 @@
 #   if want_target glint; then start_glint; fi     # GLINT_PID, GLINT_URL
 #   if want_target glance; then start_glance; fi   # GLANCE_URL; glance_pid prints its pid
 #
-# cleanup_on_exit stops Glint's process group and the Glance anchor, prints
+# cleanup_on_exit stops Glint's process group and Glance, prints
 # the last lines of the logs if the exit status is not 0, then removes WORK,
 # or with BENCH_KEEP=1 calls keep_work_dir, which only says so; a runner may
 # redefine keep_work_dir (after sourcing) to prune WORK first.  The exit
 # status is kept; INT and TERM exit with 130.
 #
 # Reads BENCH_TARGETS, GLINT_BIN, BENCH_KEEP, TMPDIR and GLANCE_VENV (passed
-# on to the anchor's setup.sh) from the environment; GLINT_PORT and
-# GLANCE_PORT are the runner's to set.
+# on to bench/glance/install.sh: Glance's venv, built once and reused; default
+# bench/.work/glance-venv) from the environment; GLINT_PORT and GLANCE_PORT are
+# the runner's to set.
 
 : "${RUNNER_NAME:?set RUNNER_NAME before sourcing lib.sh}"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ANCHOR="$REPO/../shared/tools/glance-anchor"
+GLANCE_TOOLS="$REPO/bench/glance"
 GLINT_BIN="${GLINT_BIN:-glint}"
 TARGETS="${BENCH_TARGETS:-glint,glance}"
 HEALTH_TIMEOUT=90
@@ -47,12 +49,12 @@ die() { say "$*"; exit 1; }
 # want_target NAME: is NAME (glint or glance) in BENCH_TARGETS?
 want_target() { case ",$TARGETS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
-# check_targets: BENCH_TARGETS names something, the anchor is there if Glance
-# is wanted, and GLINT_BIN resolves (into GLINT_PATH) if Glint is wanted.
+# check_targets: BENCH_TARGETS names something, bench/glance/ is there if
+# Glance is wanted, and GLINT_BIN resolves (into GLINT_PATH) if Glint is wanted.
 check_targets() {
   want_target glint || want_target glance || die "BENCH_TARGETS must name glint and/or glance"
-  if want_target glance && [ ! -x "$ANCHOR/setup.sh" ]; then
-    die "Glance anchor not found at $ANCHOR"
+  if want_target glance && [ ! -x "$GLANCE_TOOLS/install.sh" ]; then
+    die "Glance's install script not found at $GLANCE_TOOLS/install.sh"
   fi
   if want_target glint; then
     GLINT_PATH="$(command -v "$GLINT_BIN" || true)"
@@ -112,10 +114,10 @@ cleanup_on_exit() {
   fi
   if [ "$GLANCE_STARTED" = 1 ]; then
     say "stopping glance"
-    GLANCE_ANCHOR_DIR="$WORK/glance" "$ANCHOR/stop.sh" >&2 || true
+    GLANCE_STATE_DIR="$WORK/glance" "$GLANCE_TOOLS/stop.sh" >&2 || true
   fi
   if [ "$rc" != 0 ]; then
-    for f in "$WORK/glint.log" "$WORK/glance-setup.log" "$WORK/glance/log/uwsgi.log"; do
+    for f in "$WORK/glint.log" "$WORK/glance-install.log" "$WORK/glance/log/uwsgi.log"; do
       [ -s "$f" ] && { say "--- last lines of $f"; tail -n 15 "$f" >&2; }
     done
   fi
@@ -155,22 +157,24 @@ start_glint() {
   mkdir -p "$WORK/glint"
   say "starting glint ($GLINT_PATH) on 127.0.0.1:$GLINT_PORT"
   # setsid: own process group, so cleanup can signal the whole tree; $! is glint itself.
-  GLINT_DATA_DIR="$WORK/glint" setsid "$GLINT_PATH" serve --host 127.0.0.1 --port "$GLINT_PORT" \
+  # Without GLINT_BIN: glint refuses GLINT_* variables that are none of its settings.
+  env -u GLINT_BIN GLINT_DATA_DIR="$WORK/glint" \
+    setsid "$GLINT_PATH" serve --host 127.0.0.1 --port "$GLINT_PORT" \
     >"$WORK/glint.log" 2>&1 </dev/null &
   GLINT_PID=$!
   GLINT_URL="http://127.0.0.1:$GLINT_PORT"
   wait_health glint "$GLINT_URL" "$GLINT_PID"
 }
 
-# start_glance: the anchor's setup.sh + start.sh with state in WORK/glance on
-# 127.0.0.1:GLANCE_PORT (setup log in WORK/glance-setup.log); sets
+# start_glance: bench/glance/install.sh + start.sh with state in WORK/glance on
+# 127.0.0.1:GLANCE_PORT (install log in WORK/glance-install.log); sets
 # GLANCE_URL, returns once healthy.
 start_glance() {
-  say "setting up glance in $WORK/glance (port $GLANCE_PORT)"
-  GLANCE_ANCHOR_DIR="$WORK/glance" GLANCE_ANCHOR_PORT="$GLANCE_PORT" "$ANCHOR/setup.sh" \
-    >"$WORK/glance-setup.log" 2>&1 || die "glance setup.sh failed"
+  say "installing glance into $WORK/glance (port $GLANCE_PORT)"
+  GLANCE_STATE_DIR="$WORK/glance" GLANCE_PORT="$GLANCE_PORT" "$GLANCE_TOOLS/install.sh" \
+    >"$WORK/glance-install.log" 2>&1 || die "glance install.sh failed"
   GLANCE_STARTED=1
-  GLANCE_ANCHOR_DIR="$WORK/glance" "$ANCHOR/start.sh" >&2 || die "glance start.sh failed"
+  GLANCE_STATE_DIR="$WORK/glance" "$GLANCE_TOOLS/start.sh" >&2 || die "glance start.sh failed"
   GLANCE_URL="http://127.0.0.1:$GLANCE_PORT"
   wait_health glance "$GLANCE_URL" ""
 }

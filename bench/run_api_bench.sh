@@ -5,7 +5,7 @@
 #
 # Starts, in a fresh temporary directory,
 #   - Glint:  GLINT_DATA_DIR=<tmp>/glint $GLINT_BIN serve --host 127.0.0.1 --port $BENCH_GLINT_PORT
-#   - Glance: ../shared/tools/glance-anchor (setup.sh + start.sh, state in <tmp>/glance),
+#   - Glance: bench/glance/install.sh + start.sh (state in <tmp>/glance),
 # waits for /healthcheck on both, runs bench/api_latency.py against both
 # (Glint first, so the ratios are glint/glance), then stops both and removes
 # the temporary directory (trap, also on error or Ctrl-C).  On demand only,
@@ -23,7 +23,8 @@
 #   BENCH_TARGETS      glint,glance (default) | glint | glance
 #   BENCH_JSON         results file (default bench/results/api_latency-<UTC time>.json)
 #   BENCH_KEEP=1       keep the temporary directory (databases, logs)
-#   GLANCE_VENV        passed on to the anchor's setup.sh (its venv; ~1 min to build once)
+#   GLANCE_VENV        Glance's venv, passed on to bench/glance/install.sh (default
+#                      bench/.work/glance-venv; about 2 minutes to build once, then reused)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

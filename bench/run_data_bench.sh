@@ -7,7 +7,7 @@
 # Starts, in a fresh temporary directory (all on one file system: the random
 # file, Glint's data dir and Glance's stores),
 #   - Glint:  GLINT_DATA_DIR=<tmp>/glint $GLINT_BIN serve --host 127.0.0.1 --port $BENCH_GLINT_PORT
-#   - Glance: ../shared/tools/glance-anchor (setup.sh + start.sh, state in <tmp>/glance),
+#   - Glance: bench/glance/install.sh + start.sh (state in <tmp>/glance),
 # waits for /healthcheck on both, runs bench/data_path.py against both (its
 # work dir <tmp>/bench), then stops both and removes the temporary directory,
 # random files and stored images included (trap, also on error or Ctrl-C).
@@ -31,7 +31,8 @@
 #   BENCH_TIMEOUT      seconds the measurement may take in all (default 3600)
 #   BENCH_KEEP=1       keep the temporary directory (logs; the big files are removed anyway)
 #   TMPDIR             where the temporary directory goes (default /tmp)
-#   GLANCE_VENV        passed on to the anchor's setup.sh (its venv; ~1 min to build once)
+#   GLANCE_VENV        Glance's venv, passed on to bench/glance/install.sh (default
+#                      bench/.work/glance-venv; about 2 minutes to build once, then reused)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -11,6 +11,7 @@ scripts/services.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # the import contracts in pyproject.toml: layers, no web framework below app.api
 
 for database in sqlite postgresql mysql; do
   echo "=== tests on $database"

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings, default_settings
 from app.db.engine import Database, normalise_url
 from app.db.migrate import upgrade
-from app.db.models import metadata
 from app.main import create_app
+from app.tables import metadata
 
 SERVER_URLS = {
     "postgresql": os.environ.get(

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from app.api.openapi import render_document
 from app.cli import main
-from app.db.models import metadata
+from app.tables import metadata
 from tests.serving import serve
 
 

@@ -1,21 +1,29 @@
 """The Dockerfile, checked without a Docker engine: it installs Glint the way the README and CI do,
-copies everything the build reads (and .dockerignore lets it through), runs as a non-root user
-with the data directory as a volume, and its HEALTHCHECK command works against a real server."""
+copies everything the build reads (and .dockerignore lets it through), the wheel built from just
+those files migrates a database, it runs as a non-root user with the data directory as a volume,
+and its HEALTHCHECK command works against a real server."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
+from app.db.migrate import alembic_config
+from app.tables import metadata
 from tests.serving import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,10 +161,13 @@ def test_copies_everything_the_package_build_reads(builder: Stage) -> None:
     sources = {source.rstrip("/") for source in _copied_sources(builder)}
     assert "pyproject.toml" in sources
     assert PYPROJECT["project"]["readme"] in sources
-    for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert pattern.rstrip("*") in sources
+    # setup.py lays out the wheel: app/, and the migrations from alembic/ as app/migrations/.
+    assert {"setup.py", "app", "alembic"} <= sources
     assert builder.args("WORKDIR") == ["/src"]
-    assert all(args.split()[-1] in ("./", "./app") for args in builder.args("COPY"))
+    # Files to the top, folders under their own name: the tree the build sees is the checkout's.
+    for args in builder.args("COPY"):
+        *copied, destination = args.split()
+        assert destination == "./" or copied == [destination.removeprefix("./")], args
 
 
 def _docker_ignored(path: str, rules: list[str]) -> bool:
@@ -171,19 +182,29 @@ def _docker_ignored(path: str, rules: list[str]) -> bool:
     return ignored
 
 
-def test_dockerignore_passes_the_build_inputs_only(builder: Stage) -> None:
-    rules = [
+def _dockerignore_rules() -> list[str]:
+    return [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    needed = [
+
+
+def _needed(builder: Stage) -> list[str]:
+    """The checkout's files that the builder stage copies (caches aside), relative to ROOT."""
+    return [
         path.relative_to(ROOT).as_posix()
         for source in _copied_sources(builder)
         for path in ([ROOT / source] if (ROOT / source).is_file() else (ROOT / source).rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts
     ]
-    assert "app/db/migrations/env.py" in needed
+
+
+def test_dockerignore_passes_the_build_inputs_only(builder: Stage) -> None:
+    rules = _dockerignore_rules()
+    needed = _needed(builder)
+    assert "alembic/env.py" in needed
+    assert "alembic/script.py.mako" in needed
     assert [path for path in needed if _docker_ignored(path, rules)] == []
     for local_state in (
         ".venv/bin/python",
@@ -195,14 +216,70 @@ def test_dockerignore_passes_the_build_inputs_only(builder: Stage) -> None:
         assert _docker_ignored(local_state, rules), local_state
 
 
-def test_migrations_ship_with_the_package() -> None:
-    """A non-editable install needs app/db/migrations: setuptools finds it (and versions/) as
-    namespace packages, which pyproject-configured discovery does unless told not to."""
-    find = PYPROJECT["tool"]["setuptools"]["packages"]["find"]
-    assert find.get("namespaces", True) is True
-    assert any(fnmatch.fnmatchcase("app.db.migrations.versions", p) for p in find["include"])
-    assert list((ROOT / "app" / "db" / "migrations" / "versions").glob("*.py"))
-    assert not (ROOT / "app" / "db" / "migrations" / "versions" / "__init__.py").exists()
+def test_the_wheel_of_the_build_context_migrates_a_database(builder: Stage, tmp_path: Path) -> None:
+    """What `pip install .` in the builder stage makes of the files it is given: a non-editable
+    Glint whose `glint db upgrade` finds the migrations (shipped as app/migrations/)."""
+    context = tmp_path / "context"
+    rules = _dockerignore_rules()
+    for relative in _needed(builder):
+        if not _docker_ignored(relative, rules):
+            (context / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / relative, context / relative)
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    # Build isolation fetches the build backend as the image build does (from pip's cache).
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, context], check=True, timeout=300)
+    (wheel,) = wheels.glob("glint-*.whl")
+    # A fresh venv gets the wheel; its dependencies come from this environment's site-packages
+    # (a plain path in a .pth file: that directory's own .pth files, such as an editable install
+    # of the checkout, are not processed), which saves installing them all again.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [*pip, "--python", python, "install", "--no-deps", wheel], check=True, timeout=120
+    )
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+    dependencies = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site) / "glint-test-dependencies.pth").write_text("\n".join(sorted(dependencies)) + "\n")
+
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("GLINT_") and name not in ("PYTHONPATH", "PYTHONHOME")
+    }
+    url = f"sqlite:///{tmp_path / 'glint.db'}"
+    environment |= {"GLINT_DATABASE__URL": url, "GLINT_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*argv: str | Path) -> str:
+        done = subprocess.run(
+            argv, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    where = run(python, "-c", "import app.db.migrate as m; print(m.__file__, m.migrations_dir())")
+    module, migrations = (Path(word) for word in where.split())
+    assert module.is_relative_to(site), "Glint was not imported from the wheel"
+    assert migrations == Path(site) / "app" / "migrations"
+    assert "database at revision head" in run(venv / "bin" / "glint", "db", "upgrade")
+
+    engine = sa.create_engine(url)
+    try:
+        assert set(sa.inspect(engine).get_table_names()) == {*metadata.tables, "alembic_version"}
+        with engine.connect() as connection:
+            revision = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            assert (
+                revision.scalar_one()
+                == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+            )
+    finally:
+        engine.dispose()
 
 
 def test_runs_as_a_non_root_user_with_a_data_volume(final: Stage) -> None:

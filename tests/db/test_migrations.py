@@ -1,9 +1,10 @@
-"""Migrations on the database named by GLINT_TEST_DB: upgrade from empty, and no drift between the
-models (app.db.models) and what the migrations create."""
+"""Migrations (alembic/) on the database named by GLINT_TEST_DB: upgrade from empty, and no drift
+between the models (every table: app.tables) and what the migrations create."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,10 +14,22 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from app.db.engine import Database
-from app.db.migrate import alembic_config, upgrade
-from app.db.models import Image, ImageProperty, ImageTag, metadata
+from app.db.migrate import alembic_config, migrations_dir, upgrade
+from app.tables import Image, ImageProperty, ImageTag, metadata
 
 ALEMBIC_TABLE = "alembic_version"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_checkout_runs_the_migrations_in_its_alembic_folder() -> None:
+    """The wheel's copy (app/migrations/) is checked by tests/test_dockerfile.py."""
+    assert migrations_dir() == ROOT / "alembic"
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()
+    assert {Path(script.path) for script in scripts} == {
+        *(ROOT / "alembic" / "versions").glob("*.py")
+    }
 
 
 def _tables(database: Database) -> set[str]:

@@ -1,4 +1,4 @@
-"""Reads the recorded real-Glance exchanges in ../shared/spec/glance-samples/.
+"""Reads the recorded real-Glance exchanges in recordings/ (see its README.md).
 
 Each `### title` section holds the curl command that was sent and Glance's response (status line,
 headers and raw body), so a test can send the same request to Glint and compare.
@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "glance-samples"
+SAMPLES = Path(__file__).resolve().parent / "recordings"
 # Set by the HTTP client itself for whatever body is sent.
 _TRANSPORT_HEADERS = frozenset({"host", "content-length", "expect", "user-agent"})
 

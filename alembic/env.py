@@ -1,17 +1,21 @@
-"""Alembic environment: the URL comes from the caller's config (see app.db.migrate)."""
+"""Alembic environment: the URL comes from the caller's config (see app.db.migrate); the tables
+from app.tables, which collects them from the domain packages."""
 
 from __future__ import annotations
 
 from alembic import context
 
 from app.db.engine import Database
-from app.db.models import metadata
+from app.tables import metadata
 
 config = context.config
 
 
 def run_migrations() -> None:
-    url = config.get_main_option("sqlalchemy.url")
+    # `alembic -x url=...` (see alembic.ini) or what app.db.migrate sets.
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
     assert url, "app.db.migrate sets sqlalchemy.url"
     database = Database(url)
     try:

@@ -1,0 +1,31 @@
+"""Every table of Glint, imported in one place so that the metadata is complete: what Alembic's
+environment (alembic/env.py) compares the database with, and what tests create and empty.
+
+It sits above the layers, like app.main: it imports the domain packages' models, which app.db (the
+engine and the column types they use) must not do.
+"""
+
+from sqlmodel import SQLModel
+
+from app.images.models import (
+    Image,
+    ImageLocation,
+    ImageMember,
+    ImageProperty,
+    ImageTag,
+    ImageUpload,
+)
+from app.jobs.models import Job
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Image",
+    "ImageLocation",
+    "ImageMember",
+    "ImageProperty",
+    "ImageTag",
+    "ImageUpload",
+    "Job",
+    "metadata",
+]
