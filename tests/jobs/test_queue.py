@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from app.db.base import utcnow
 from app.db.engine import Database
@@ -27,7 +27,7 @@ def add_jobs(db: Database, count: int, *, lock: str | None = None, name: str = "
 
 def statuses(db: Database) -> list[str]:
     with db.session(write=False) as session:
-        return [job.status for job in session.exec(select(Job).order_by(Job.id))]
+        return [job.status for job in session.exec(select(Job).order_by(col(Job.id)))]
 
 
 def test_enqueue_joins_the_callers_transaction(db: Database) -> None:
