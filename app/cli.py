@@ -48,6 +48,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the API server (migrations are applied first)."""
     import uvicorn
 
+    from app.api.header_timeout import http_protocol
     from app.db.migrate import upgrade
 
     settings = _settings()
@@ -73,7 +74,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         log_level="info",
         access_log=False,
         server_header=False,
-        h11_max_incomplete_event_size=settings.limits.max_header_line * 4,
+        http=http_protocol(settings.server.header_timeout),
     )
 
 

@@ -9,10 +9,19 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -25,7 +34,13 @@ DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
 
 
-class DatabaseSettings(BaseModel):
+class _Group(BaseModel):
+    """A settings table: a key it does not know is a typo, refused at start-up by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Group):
     # Empty means the embedded default: SQLite inside the data directory.
     url: str = ""
     echo: bool = False
@@ -39,7 +54,7 @@ class DatabaseSettings(BaseModel):
         return url
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Group):
     """Identity: `noauth` trusts Keystone-style headers and falls back to a default identity."""
 
     strategy: Literal["noauth"] = "noauth"
@@ -61,12 +76,12 @@ class AuthSettings(BaseModel):
         return value
 
 
-class ImageFormatSettings(BaseModel):
+class ImageFormatSettings(_Group):
     disk_formats: list[str] = Field(default_factory=lambda: list(DISK_FORMATS))
     container_formats: list[str] = Field(default_factory=lambda: list(CONTAINER_FORMATS))
 
 
-class LimitSettings(BaseModel):
+class LimitSettings(_Group):
     """Glance's legacy quotas and API limits; the names match Glance's options."""
 
     limit_param_default: int = Field(default=25, ge=1)
@@ -80,7 +95,7 @@ class LimitSettings(BaseModel):
     image_size_cap: int = Field(default=1 << 40, ge=1)
 
 
-class FileStoreSettings(BaseModel):
+class FileStoreSettings(_Group):
     """A directory on a local (or shared) file system."""
 
     type: Literal["file"] = "file"
@@ -97,7 +112,7 @@ class FileStoreSettings(BaseModel):
 StoreSettings = Annotated[FileStoreSettings, Field(discriminator="type")]
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(_Group):
     default: str = "local"
     stores: dict[str, StoreSettings] = Field(default_factory=lambda: {"local": FileStoreSettings()})
 
@@ -108,7 +123,7 @@ class StorageSettings(BaseModel):
         return self
 
 
-class JobSettings(BaseModel):
+class JobSettings(_Group):
     # The embedded default runs a worker inside each API process; with separate
     # `glint worker` processes this may be turned off.
     run_in_api: bool = True
@@ -116,7 +131,7 @@ class JobSettings(BaseModel):
     lease_seconds: int = Field(default=300, ge=10)
 
 
-class UploadSettings(BaseModel):
+class UploadSettings(_Group):
     """Uploads in progress hold a lease on their image; see app/images/uploads.py."""
 
     # A body that delivers no bytes for this long fails the upload (image back to `queued`).
@@ -126,13 +141,19 @@ class UploadSettings(BaseModel):
     lease_seconds: float = Field(default=60.0, ge=2)
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(default=9292, ge=1, le=65535)
     # API processes; one per core by default (each runs the app; they share the database).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     # Used for absolute links (versions document) when set, like Glance's public_endpoint.
     public_endpoint: str | None = None
+    # Seconds a client may take to send a request line and its headers, counted from connecting
+    # (or from the first byte of a later request on a kept-alive connection); a slower client is
+    # disconnected, so that half-sent requests cannot hold connections forever (slowloris). 30 s
+    # is far more than a real client needs for a few KiB, even on a slow link; time between
+    # requests is bounded separately by uvicorn's keep-alive timeout (5 s).
+    header_timeout: float = Field(default=30.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -174,10 +195,53 @@ class SettingsError(Exception):
     """A setting is missing or wrong; the message names it."""
 
 
+_PREFIX = "GLINT_"
+# GLINT_CONFIG names the TOML file. The test-suite's own variables (GLINT_TEST_DB,
+# GLINT_TEST_POSTGRES_URL, ...) share the prefix but are never settings, so that a `glint serve`
+# started from the suite's environment still starts; no setting may therefore be named `test*`.
+_NOT_SETTINGS = ("GLINT_CONFIG",)
+_TEST_PREFIX = "GLINT_TEST_"
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """GLINT_* variables that would set nothing: pydantic-settings ignores them silently.
+    Names are matched as pydantic-settings does, ignoring case."""
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(_PREFIX)
+        and name.upper() not in _NOT_SETTINGS
+        and not name.upper().startswith(_TEST_PREFIX)
+        and not _names_a_setting(Settings, name[len(_PREFIX) :].lower().split("__"))
+    )
+
+
+def _names_a_setting(annotation: Any, parts: Sequence[str]) -> bool:
+    """Whether `parts` (GLINT_<A>__<B>__... split) lead to a setting inside this type."""
+    if not parts:
+        return True
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _names_a_setting(get_args(annotation)[0], parts)
+    if origin is Union or origin is UnionType:
+        return any(_names_a_setting(member, parts) for member in get_args(annotation))
+    if origin is dict:  # the key is the first part, whatever it is (a store id, say)
+        return _names_a_setting(get_args(annotation)[1], parts[1:])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(parts[0])
+        return field is not None and _names_a_setting(field.annotation, parts[1:])
+    return False
+
+
 def load_settings() -> Settings:
     config_file = os.environ.get("GLINT_CONFIG")
     if config_file and not Path(config_file).is_file():
         raise SettingsError(f"GLINT_CONFIG: no such file: {config_file}")
+    unknown = _unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError(
+            "invalid settings: " + "; ".join(f"{name}: no such setting" for name in unknown)
+        )
     try:
         return Settings()
     except ValidationError as exc:

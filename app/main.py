@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from app.api import docs, errors, versions
 from app.api.middleware import EdgeMiddleware
 from app.api.v2 import image_actions, image_data, images, json_schemas, members, tags
+from app.auth import build_strategy
 from app.config import Settings, load_settings
-from app.context import NoAuthStrategy
 from app.db.engine import Database
 from app.images import jobs as image_jobs
 from app.images.data import ImageDataService
@@ -72,7 +72,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     state = app.state
     state.settings = settings
     state.db = db
-    state.auth = NoAuthStrategy(settings.auth)
+    state.auth = build_strategy(settings.auth)
     state.v2_minors = versions.v2_minors(multistore=False, cache=False)
     state.json_schemas = json_schemas.build_all(settings.image_formats)
     state.image_create_headers = {}

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,13 +46,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def serve(tmp_path: Path, host: str = "127.0.0.1") -> Iterator[Server]:
+def serve(
+    tmp_path: Path,
+    host: str = "127.0.0.1",
+    settings: Mapping[str, str] | None = None,
+    log_name: str = "serve.log",
+) -> Iterator[Server]:
     """Starts `python -m app.cli serve` with only GLINT_DATA_DIR set (the embedded default) and
-    waits for GET /healthcheck; always stops the process. Talks to it over loopback only."""
+    `settings` (GLINT_* variables), and waits for GET /healthcheck; always stops the process.
+    Talks to it over loopback only."""
     port = free_port(host)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLINT_")}
     env["GLINT_DATA_DIR"] = str(tmp_path / "data")
-    log = tmp_path / "serve.log"
+    env.update(settings or {})
+    log = tmp_path / log_name
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port)],

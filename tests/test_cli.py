@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import pickle
+import re
+import socket
+import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
 from click.testing import CliRunner
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.api.header_timeout import HeaderTimeoutProtocol
 from app.api.openapi import render_document
 from app.cli import main
 from app.tables import metadata
@@ -66,6 +75,8 @@ def test_openapi_writes_a_file(tmp_path: Path) -> None:
         ({"GLINT_SERVER__PORT": "99999"}, "server.port"),
         ({"GLINT_DATABASE__URL": "oracle://scott@db.invalid/orcl"}, "database.url"),
         ({"GLINT_CONFIG": "/nonexistent/glint.toml"}, "GLINT_CONFIG"),
+        ({"GLINT_DATABSE__URL": "sqlite:///x.db"}, "GLINT_DATABSE__URL"),
+        ({"GLINT_SERVER__HEADER_TIMOUT": "1"}, "GLINT_SERVER__HEADER_TIMOUT"),
     ],
 )
 def test_bad_setting_stops_serve_before_it_starts(
@@ -83,6 +94,29 @@ def test_bad_setting_stops_serve_before_it_starts(
     assert named in result.output
     assert not isinstance(result.exception, AssertionError)
     assert not (tmp_path / "data").exists()
+
+
+def test_serve_runs_uvicorn_with_the_header_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    given: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: given.update(kwargs))
+    env = {
+        "GLINT_DATA_DIR": str(tmp_path / "data"),
+        "GLINT_SERVER__HEADER_TIMEOUT": "7.5",
+        # The suite's own variables are no settings, and no reason to refuse to start either.
+        "GLINT_TEST_DB": "sqlite",
+    }
+
+    result = CliRunner().invoke(main, ["serve", "--port", "9"], env=env)
+
+    assert result.exit_code == 0, result.output
+    protocol = given["http"]
+    assert isinstance(protocol, functools.partial)
+    assert protocol.func is HeaderTimeoutProtocol
+    assert issubclass(HeaderTimeoutProtocol, HttpToolsProtocol)  # httptools' parser, not h11's
+    assert protocol.keywords == {"header_timeout": 7.5}
+    assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords
 
 
 # --- `glint serve` as a real process -------------------------------------------------------
@@ -138,3 +172,95 @@ def test_scrub_on_a_fresh_database(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert "0 stalled uploads reset to queued, 0 staging files removed" in result.output
+
+
+def test_a_500_closes_the_connection_cleanly(tmp_path: Path) -> None:
+    """A keep-alive client is told the connection ends, instead of having its next request on
+    it reset; and the 500 says which request it was."""
+    with serve(tmp_path) as server:
+        # A fault no code path expects: the database loses a table under the running server.
+        with sqlite3.connect(tmp_path / "data" / "glint.db") as database:
+            database.execute("DROP TABLE image_tag")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                b"GET /v2/images?tag=x HTTP/1.1\r\nHost: glint\r\n"
+                b"X-Openstack-Request-Id: keep-alive-500\r\nAccept: application/json\r\n\r\n"
+            )
+            answer = _read_until_closed(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").lower().split("\r\n")
+        assert lines[0] == "http/1.1 500 internal server error", answer
+        assert "connection: close" in lines
+        assert "x-openstack-request-id: req-keep-alive-500" in lines
+        assert f"content-length: {len(body)}" in lines  # complete, then closed
+        assert json.loads(body)["title"] == "Internal Server Error"
+
+        with httpx.Client(base_url=server.base_url) as client:
+            assert client.get("/v2/images?tag=x").status_code == 500
+            assert client.get("/healthcheck").status_code == 200  # on a new connection
+        assert "unexpected error on GET /v2/images (req-keep-alive-500)" in server.output()
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response, on a connection that stays open after it."""
+    received = b""
+    while b"\r\n\r\n" not in received or len(received) < _response_length(received):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {received!r}"
+        received += chunk
+    return received
+
+
+def _response_length(received: bytes) -> int:
+    head, _, _ = received.partition(b"\r\n\r\n")
+    length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+    return len(head) + 4 + (int(length.group(1)) if length else 0)
+
+
+def _seconds_until_closed(sock: socket.socket) -> float:
+    """How long the server takes to close `sock` (it must not answer meanwhile)."""
+    started = time.monotonic()
+    assert sock.recv(1) == b""
+    return time.monotonic() - started
+
+
+def test_serve_cuts_off_a_client_that_never_finishes_its_headers(tmp_path: Path) -> None:
+    # Two workers: the setting must reach the server processes uvicorn spawns, too.
+    settings = {"GLINT_SERVER__HEADER_TIMEOUT": "1", "GLINT_SERVER__WORKERS": "2"}
+    with serve(tmp_path, settings=settings) as server:
+        address = ("127.0.0.1", server.port)
+        with socket.create_connection(address, timeout=10) as silent:
+            assert 0.5 < _seconds_until_closed(silent) < 5
+        with socket.create_connection(address, timeout=10) as slow:
+            slow.sendall(b"GET /v2/images HTTP/1.1\r\nHost: glint\r\nX-Half: a")
+            assert 0.5 < _seconds_until_closed(slow) < 5
+        with socket.create_connection(address, timeout=10) as kept_alive:
+            kept_alive.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: glint\r\n\r\n")
+            assert _read_response(kept_alive).startswith(b"HTTP/1.1 200 OK\r\n")
+            kept_alive.sendall(b"GET /healthcheck HTTP/1.1\r\nHo")
+            assert 0.5 < _seconds_until_closed(kept_alive) < 5
+
+        # Headers that trickle in within the deadline are served, and a body may take longer.
+        with socket.create_connection(address, timeout=10) as trickling:
+            for piece in (b"GET /healthcheck HTTP/1.1\r\n", b"Host: glint\r\n", b"\r\n"):
+                trickling.sendall(piece)
+                time.sleep(0.3)
+            assert _read_response(trickling).startswith(b"HTTP/1.1 200 OK\r\n")
+        created = httpx.post(
+            f"{server.base_url}/v2/images", json={"disk_format": "raw", "container_format": "bare"}
+        )
+        with socket.create_connection(address, timeout=10) as uploading:
+            uploading.sendall(
+                f"PUT /v2/images/{created.json()['id']}/file HTTP/1.1\r\nHost: glint\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\nda".encode()
+            )
+            time.sleep(1.5)
+            uploading.sendall(b"ta")
+            assert _read_response(uploading).startswith(b"HTTP/1.1 204 No Content\r\n")

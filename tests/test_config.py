@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import SettingsError, load_settings
+from app.config import Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +160,87 @@ def test_malformed_toml_names_glint_config_and_the_file(
         load_settings()
     assert str(path) in str(caught.value)
     assert "line 1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[database]\nurll = "sqlite:///x.db"\n', r"database\.urll"),
+        ("[server]\nprot = 9292\n", r"server\.prot"),
+        ("[limits]\napi_limit_maximum = 3\n", r"limits\.api_limit_maximum"),
+        ('[auth]\ndefault_project = "p"\n', r"auth\.default_project"),
+        ("[jobs]\nrun_in_apii = false\n", r"jobs\.run_in_apii"),
+        ('[image_formats]\ndisk_format = ["raw"]\n', r"image_formats\.disk_format"),
+        ('[storage]\ndefualt = "local"\n', r"storage\.defualt"),
+        ('[storage.stores.local]\ntype = "file"\npth = "/srv"\n', r"\bpth\b"),
+        ("[uploads]\nidle_timout = 5\n", r"uploads\b.*\bidle_timout\b"),
+    ],
+)
+def test_unknown_key_in_a_toml_table_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, named: str
+) -> None:
+    _config_file(tmp_path, text, monkeypatch)
+    with pytest.raises(SettingsError, match=named):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "GLINT_DATABSE__URL",
+        "GLINT_DATABASE__URLL",
+        "GLINT_DATA_DIRR",
+        "GLINT_DATA_DIR__X",
+        "GLINT_SERVER__PORT__X",
+        "GLINT_SERVER__",
+        "GLINT_UPLOADS__IDLE_TIMOUT",
+        "GLINT_STORAGE__STORES__LOCAL__PAHT",
+        "GLINT_",
+        "glint_databse__url",
+    ],
+)
+def test_unknown_glint_variable_is_refused(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "sqlite:///x.db")
+    with pytest.raises(SettingsError, match=f"{variable}: no such setting"):
+        load_settings()
+
+
+def test_every_unknown_variable_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLINT_DATABSE__URL", "x")
+    monkeypatch.setenv("GLINT_SEVER__PORT", "1")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "GLINT_DATABSE__URL" in str(caught.value)
+    assert "GLINT_SEVER__PORT" in str(caught.value)
+
+
+def test_variables_that_are_not_settings_but_allowed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _config_file(tmp_path, "", monkeypatch)  # GLINT_CONFIG itself
+    monkeypatch.setenv("GLINT_TEST_DB", "mysql")  # the test-suite's own
+    monkeypatch.setenv("GLINT_TEST_ANYTHING_ELSE", "x")
+    monkeypatch.setenv("GLINT_STORAGE__STORES__LOCAL__TYPE", "file")  # into a dict of stores
+    monkeypatch.setenv("GLINT_STORAGE__STORES__LOCAL__PATH", str(tmp_path / "images"))
+    monkeypatch.setenv("GLINT_UPLOADS__IDLE_TIMEOUT", "5")
+    monkeypatch.setenv("GLINT_SERVER__HEADER_TIMEOUT", "2.5")
+    monkeypatch.setenv("GLINT_database__echo", "true")  # names ignore case, as pydantic's do
+
+    settings = load_settings()
+
+    assert settings.storage.stores["local"].path == tmp_path / "images"
+    assert settings.uploads.idle_timeout == 5
+    assert settings.server.header_timeout == 2.5
+    assert settings.database.echo is True
+
+
+def test_no_setting_could_be_mistaken_for_the_test_suites_variables() -> None:
+    # GLINT_TEST_* are exempt from the unknown-variable check, so no setting may live there.
+    assert not [name for name in Settings.model_fields if name.startswith("test")]
+
+
+def test_header_timeout_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().server.header_timeout == 30
+    monkeypatch.setenv("GLINT_SERVER__HEADER_TIMEOUT", "0")
+    with pytest.raises(SettingsError, match=r"server\.header_timeout"):
+        load_settings()

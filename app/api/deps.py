@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.auth import AuthStrategy
 from app.context import RequestContext
 from app.errors import BadRequest, PayloadTooLarge
 from app.images.data import ImageDataService
@@ -17,8 +19,8 @@ from app.images.service import ImageService
 # These are `async` only so that FastAPI calls them inline: a plain `def` dependency costs a
 # thread-pool round trip per request.
 async def get_context(request: Request) -> RequestContext:
-    ctx: RequestContext = request.app.state.auth.authenticate(request.headers)
-    return ctx
+    auth: AuthStrategy = request.app.state.auth
+    return await auth.authenticate(request.headers)
 
 
 async def get_image_service(request: Request) -> ImageService:
@@ -46,8 +48,14 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# No database stores these faithfully: PostgreSQL refuses NUL, and a lone surrogate (which JSON's
+# `\ud800` escape, or CESU-8 bytes, can produce) cannot be encoded to UTF-8 at all.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 async def read_json(request: Request) -> Any:
-    """The request body as JSON, with Glance's messages; bounded in size and depth."""
+    """The request body as JSON, with Glance's messages; bounded in size and depth, and with
+    only strings that every database can store."""
     limit: int = request.app.state.settings.limits.max_json_body
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -63,25 +71,52 @@ async def read_json(request: Request) -> Any:
         document = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise BadRequest("Malformed JSON in request body.") from exc
-    if _has_nul(document):
-        # No database stores it the same way (PostgreSQL refuses it outright).
-        raise BadRequest("Request body contains a NUL character.")
+    _refuse_unstorable(document)
     return document
 
 
-def _has_nul(document: Any) -> bool:
-    pending = [document]
+def _unstorable(text: str) -> str | None:
+    """Why `text` cannot be stored, or None when it can."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "NUL characters are not allowed."
+    return f"U+{ord(found.group()):04X} is a lone UTF-16 surrogate, not a character."
+
+
+def _refuse_unstorable(document: Any) -> None:
+    # Iterative, so that a deeply nested document cannot exhaust the stack.
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
     while pending:
-        item = pending.pop()
+        item, where = pending.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return True
+            problem = _unstorable(item)
+            if problem is not None:
+                field = _field(document, where) or "request body"
+                raise BadRequest(f"Invalid value for '{field}': {problem}")
         elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            for key, value in item.items():
+                problem = _unstorable(key)
+                if problem is not None:
+                    field = _field(document, where)
+                    inside = f" in '{field}'" if field else ""
+                    raise BadRequest(f"Invalid property name{inside}: {problem}")
+                pending.append((value, (*where, key)))
         elif isinstance(item, list):
-            pending.extend(item)
-    return False
+            pending.extend((value, (*where, index)) for index, value in enumerate(item))
+
+
+def _field(document: Any, where: tuple[str | int, ...]) -> str:
+    """What a client calls the place `where` in `document` (`name`, `tags`, `locations/url`;
+    for a JSON-patch operation's value, the property it patches), or "" for the top level."""
+    if len(where) >= 2 and isinstance(where[0], int) and where[1] == "value":
+        target = document[where[0]].get("path")
+        if isinstance(target, str):
+            where = (target.lstrip("/"), *where[2:])
+    field = "/".join(part for part in where if isinstance(part, str))
+    # The message must itself be storable and sendable.
+    return _UNSTORABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", field)
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

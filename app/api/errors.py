@@ -2,14 +2,14 @@
 
 `*/*` or `text/html` gets an HTML page, `application/json` a JSON object, no Accept plain text.
 python-glanceclient sends `Accept: */*` and parses the HTML; FastAPI's `{"detail": ...}` would
-crash it, so every error in the app goes through here.
+crash it, so every error in the app goes through here (unexpected exceptions through `render`,
+from the edge middleware, which also adds the request id).
 """
 
 from __future__ import annotations
 
 import html
 import json
-import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -20,8 +20,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.errors import BadRequest, GlintError, MethodNotAllowed, NotFound, UnsupportedMediaType
-
-log = logging.getLogger(__name__)
 
 
 class GlintErrorBody(BaseModel):
@@ -144,8 +142,3 @@ def install(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         return render(BadRequest(f"Invalid request: {problems}"), request)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return render(GlintError(), request)

@@ -1,17 +1,23 @@
 """Edge checks that apply to every request, before routing (pure ASGI for speed).
 
 - `x-openstack-request-id` on every response (the caller's, `req-` prefixed, or a new one);
+- an unexpected exception answered here as Glance's 500, with the request id; every 5xx also
+  says `Connection: close`, so a keep-alive client does not reuse a connection the server drops;
 - version aliases `/v2.N/...` rewritten to `/v2/...`, unknown versions answered with the versions
   document (300), as Glance's version negotiation does;
 - hostile headers refused: too long, too many, or identity headers given twice;
+- a URL with a NUL character or with percent-escapes that are not UTF-8 refused (decoding would
+  silently turn them into U+FFFD);
 - a body on GET/HEAD/DELETE refused, as Glance's `body_reject` routes do.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +48,8 @@ _UNIQUE_HEADERS = frozenset(
 )
 _MAX_HEADERS = 100
 
+log = logging.getLogger(__name__)
+
 
 class EdgeMiddleware:
     def __init__(
@@ -63,10 +71,40 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id, error = self._check_headers(scope["headers"])
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                headers = [*message.get("headers", []), (b"x-openstack-request-id", request_id)]
+                if message["status"] >= 500:
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
+            await send(message)
+
+        # Starlette's ServerErrorMiddleware, outside this one, would answer without the request
+        # id and re-raise, and uvicorn would then drop the connection under a keep-alive client.
+        try:
+            await self._route(scope, receive, send_with_request_id, error)
+        except Exception:
+            if response_started:
+                raise  # too late for an error response: uvicorn cuts the connection
+            log.exception(
+                "unexpected error on %s %s (%s)",
+                scope["method"],
+                scope["path"],
+                request_id.decode("latin-1"),
+            )
+            await render(GlintError(), Request(scope))(scope, receive, send_with_request_id)
+
+    def _check_headers(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, GlintError | None]:
+        """The request id (the caller's, `req-` prefixed, or a new one), and what is wrong with
+        the headers if anything is."""
         request_id: bytes | None = None
         seen: set[bytes] = set()
         error: GlintError | None = None
-        headers = scope["headers"]
         if len(headers) > _MAX_HEADERS:
             error = HeaderFieldsTooLarge(f"More than {_MAX_HEADERS} request headers.")
         for name, value in headers:
@@ -80,31 +118,23 @@ class EdgeMiddleware:
                 if len(value) > self.max_request_id_length:
                     error = HeaderFieldsTooLarge()
                 request_id = value if value.startswith(b"req-") else b"req-" + value
-        request_id = request_id or f"req-{uuid.uuid4()}".encode()
+        return request_id or f"req-{uuid.uuid4()}".encode(), error
 
-        async def send_with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-openstack-request-id", request_id),
-                ]
-            await send(message)
-
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, error: GlintError | None
+    ) -> None:
         if error is None:
-            error = self._body_rejected(scope)
-        if error is None and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
-            error = BadRequest("Request URL contains a NUL character.")
+            error = self._body_rejected(scope) or _url_rejected(scope)
         if error is not None:
-            await render(error, Request(scope))(scope, receive, send_with_request_id)
+            await render(error, Request(scope))(scope, receive, send)
             return
-
         path = self._api_path(scope)
         if path is None:
-            await self.versions_response(Request(scope))(scope, receive, send_with_request_id)
+            await self.versions_response(Request(scope))(scope, receive, send)
             return
         if path != scope["path"]:
             scope = {**scope, "path": path, "raw_path": None}
-        await self.app(scope, receive, send_with_request_id)
+        await self.app(scope, receive, send)
 
     def _api_path(self, scope: Scope) -> str | None:
         """The path to route, with any version alias resolved; None for an unknown version."""
@@ -136,3 +166,38 @@ class EdgeMiddleware:
             ):
                 return BadRequest("A body is not expected with this request.")
         return None
+
+
+def _url_rejected(scope: Scope) -> GlintError | None:
+    if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+        return BadRequest("Request URL contains a NUL character.")
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is not None and b"%" in raw_path:
+        for segment in raw_path.split(b"/"):
+            if not _is_utf8(segment):
+                return BadRequest(f"Invalid value in the URL path: {_shown(segment)} is not UTF-8.")
+    query: bytes = scope["query_string"]
+    if b"%" in query:
+        for pair in query.split(b"&"):
+            name, _, value = pair.partition(b"=")
+            if not _is_utf8(name):
+                return BadRequest(f"Invalid query parameter name: {_shown(name)} is not UTF-8.")
+            if not _is_utf8(value):
+                return BadRequest(
+                    f"Invalid value for '{_shown(name)}': {_shown(value)} is not UTF-8."
+                )
+    return None
+
+
+def _is_utf8(escaped: bytes) -> bool:
+    try:
+        unquote_to_bytes(escaped).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _shown(escaped: bytes) -> str:
+    """Percent-escaped URL text as the client sent it; safe to echo (ASCII, no NUL)."""
+    text = escaped.decode("latin-1")
+    return text if len(text) <= 64 else text[:61] + "..."

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.identities import ADMIN, PATCH_V21, A
+from tests.identities import ADMIN, PATCH_V21, A, B
 
 
 @pytest.fixture
@@ -270,3 +270,137 @@ def test_integral_floats_are_integers(client: TestClient) -> None:
     assert created.status_code == 201
     assert created.json()["min_ram"] == 512
     assert client.post("/v2/images", json={"min_disk": 1e308}, headers=A).status_code == 400
+
+
+# A lone surrogate is what JSON's `\ud800` escape (or CESU-8 bytes) decodes to; no database
+# driver can encode it. Each body below is sent as raw JSON text, so the escape reaches the server.
+SURROGATE_BODIES = [
+    ("/v2/images", '{"name": "\\ud800"}', "'name'"),
+    ("/v2/images", '{"name": "ok \\udfff"}', "'name'"),
+    ("/v2/images", '{"tags": ["fine", "\\ud800"]}', "'tags'"),
+    ("/v2/images", '{"color": "\\ud800"}', "'color'"),
+    ("/v2/images", '{"\\ud800": "v"}', "property name"),
+    ("/v2/images", b'{"name": "\xed\xa0\x80"}', "'name'"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "named"), SURROGATE_BODIES)
+def test_lone_surrogate_in_a_new_image_is_400(
+    client: TestClient, path: str, body: str | bytes, named: str
+) -> None:
+    response = client.post(path, content=body, headers={**A, "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert named in response.text.replace("&#x27;", "'")
+    assert "U+D800" in response.text or "U+DFFF" in response.text
+    assert client.get("/v2/images", headers=A).json()["images"] == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "named"),
+    [
+        ('{"op": "replace", "path": "/name", "value": "\\ud800"}', "'name'"),
+        ('{"op": "add", "path": "/color", "value": "\\ud800"}', "'color'"),
+        ('{"op": "add", "path": "/\\ud800", "value": "v"}', "'path'"),
+        ('{"op": "replace", "path": "/tags", "value": ["\\ud800"]}', "'tags'"),
+    ],
+)
+def test_lone_surrogate_in_a_patch_is_400(
+    client: TestClient, image: dict[str, Any], operation: str, named: str
+) -> None:
+    before = client.get(image["self"], headers=A).json()
+    response = client.patch(
+        image["self"], content=f"[{operation}]", headers={**A, "Content-Type": PATCH_V21}
+    )
+    assert response.status_code == 400, response.text
+    assert f"Invalid value for {named}" in response.text.replace("&#x27;", "'")
+    assert client.get(image["self"], headers=A).json() == before
+
+
+def test_lone_surrogate_as_a_member_is_400(client: TestClient, image: dict[str, Any]) -> None:
+    response = client.post(
+        f"{image['self']}/members",
+        content='{"member": "\\ud800"}',
+        headers={**A, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert "Invalid value for 'member'" in response.text.replace("&#x27;", "'")
+    assert client.get(f"{image['self']}/members", headers=A).json()["members"] == []
+
+
+def test_member_status_with_a_lone_surrogate_is_400(
+    client: TestClient, image: dict[str, Any]
+) -> None:
+    added = client.post(f"{image['self']}/members", json={"member": "project-b"}, headers=A)
+    assert added.status_code == 200, added.text
+    response = client.put(
+        f"{image['self']}/members/project-b",
+        content='{"status": "\\ud800"}',
+        headers={**B, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert "Invalid value for 'status'" in response.text.replace("&#x27;", "'")
+
+
+# In a URL a surrogate can only arrive as the percent-escaped bytes of its CESU-8 form, which is
+# not UTF-8; decoding them would silently store U+FFFD instead of what the client sent.
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("{image}/tags/%ED%A0%80", "URL path"),
+        ("{image}/tags/ok%FF", "URL path"),
+        ("{image}/members/%ED%A0%80", "URL path"),
+        ("/v2/images?name=%ED%A0%80", "'name'"),
+        ("/v2/images?%ED%A0%80=x", "query parameter name"),
+        ("/v2/images?tag=a&marker=%C3", "'marker'"),
+    ],
+)
+def test_url_that_is_not_utf8_is_400(
+    client: TestClient, image: dict[str, Any], url: str, named: str
+) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        response = client.request(method, url.format(image=image["self"]), headers=A)
+        assert response.status_code == 400, (method, response.text)
+        assert named in response.text.replace("&#x27;", "'")
+    assert client.get(image["self"], headers=A).json()["tags"] == ["t"]
+
+
+def test_surrogate_pairs_and_utf8_urls_still_work(
+    client: TestClient, image: dict[str, Any]
+) -> None:
+    created = client.post(
+        "/v2/images",
+        content='{"name": "\\ud83e\\udd84", "tags": ["\\ud83d\\udc0d"]}',
+        headers={**A, "Content-Type": "application/json"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "\U0001f984"
+    assert client.put(f"{image['self']}/tags/%F0%9F%A6%84", headers=A).status_code == 204
+    assert "\U0001f984" in client.get(image["self"], headers=A).json()["tags"]
+    found = client.get("/v2/images?tag=%F0%9F%90%8D", headers=A).json()["images"]
+    assert [i["id"] for i in found] == [created.json()["id"]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "size_min=9223372036854775808",
+        "size_max=9223372036854775808",
+        "size_min=-9223372036854775809",
+        "size_max=" + "9" * 40,
+        "limit=9223372036854775808",
+        "limit=" + "9" * 40,
+    ],
+)
+def test_integer_params_beyond_64_bits_are_400(client: TestClient, query: str) -> None:
+    response = client.get(f"/v2/images?{query}", headers=A)
+    assert response.status_code == 400, response.text
+    assert f"Invalid value for '{query.split('=')[0]}'" in response.text.replace("&#x27;", "'")
+
+
+def test_integer_params_at_the_64_bit_edges_work(client: TestClient) -> None:
+    for query in (
+        "size_min=-9223372036854775808",
+        "size_max=9223372036854775807",
+        "limit=9223372036854775807",
+    ):
+        assert client.get(f"/v2/images?{query}", headers=A).status_code == 200, query

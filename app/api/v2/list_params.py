@@ -12,6 +12,9 @@ from app.images.attributes import MEMBER_STATUSES, VISIBILITIES
 from app.images.query import EXACT_FILTERS, SORT_KEYS, ImageListQuery, SortDir, TimeOp
 
 _TIME_OPS = ("gt", "gte", "eq", "neq", "lt", "lte")
+# What every database's BIGINT holds; a bound beyond it would overflow the driver, not filter.
+_INT64 = range(-(2**63), 2**63)
+_OUT_OF_RANGE = "it is beyond the 64-bit integer range."
 _RESERVED_PARAMS = frozenset(
     {
         "limit",
@@ -56,11 +59,14 @@ def _boolean(name: str, value: str) -> bool:
     return value == "true"
 
 
-def _size(value: str) -> int:
+def _size(name: str, value: str) -> int:
     try:
-        return int(value)
+        size = int(value)
     except ValueError:
         raise BadRequest("Unable to filter on a range with a non-numeric value.") from None
+    if size not in _INT64:
+        raise BadRequest(f"Invalid value for '{name}': {_OUT_OF_RANGE}")
+    return size
 
 
 def _moment(name: str, value: str) -> tuple[TimeOp, datetime]:
@@ -90,6 +96,10 @@ def _limit(params: list[tuple[str, str]], limits: LimitSettings) -> int:
         raise BadRequest("limit param must be an integer") from None
     if limit < 0:
         raise BadRequest("limit param must be positive")
+    if limit not in _INT64:
+        # Harmless once capped to api_limit_max, but refused like size_min's: no integer
+        # parameter accepts what no database column could hold.
+        raise BadRequest(f"Invalid value for 'limit': {_OUT_OF_RANGE}")
     return min(limit, limits.api_limit_max)
 
 
@@ -137,7 +147,7 @@ def parse(params: list[tuple[str, str]], limits: LimitSettings) -> ImageListQuer
                 raise BadRequest(f"Invalid status value: {value}")
             query.member_status = value
         elif name in ("size_min", "size_max"):
-            setattr(query, name, _size(value))
+            setattr(query, name, _size(name, value))
         elif name == "tag":
             query.tags.append(value)
         elif name == "os_hidden":
