@@ -85,13 +85,13 @@ def worker() -> None:
     import asyncio
 
     from app.db.engine import Database
-    from app.main import build_worker
+    from app.main import build_upload_leases, build_worker
     from app.storage.registry import StoreRegistry
 
     settings = _settings()
     database = Database(settings.database_url, pool_size=settings.database.pool_size)
     stores = StoreRegistry.from_settings(settings.storage, settings.data_dir)
-    running = build_worker(settings, database, stores)
+    running = build_worker(settings, database, stores, build_upload_leases(settings, database))
     log.info("worker %s started", running.name)
     try:
         asyncio.run(running.run_forever())
@@ -110,13 +110,15 @@ def worker() -> None:
     help="Only what has not changed for this long (an upload still running keeps changing).",
 )
 def scrub(older_than_hours: float) -> None:
-    """Clean up after crashed servers: images stuck in `saving` go back to `queued`, and
-    abandoned staging files are removed."""
+    """Clean up after crashed servers now, rather than when a worker next looks: uploads whose
+    lease ran out are reset to `queued` (their partial bytes removed by a job), and staged files
+    that no live upload holds are removed."""
     import asyncio
     from datetime import timedelta
 
     from app.db.engine import Database
     from app.images.data import ImageDataService
+    from app.main import build_upload_leases
     from app.storage.registry import StoreRegistry
 
     settings = _settings()
@@ -125,7 +127,9 @@ def scrub(older_than_hours: float) -> None:
         data = ImageDataService(
             database,
             StoreRegistry.from_settings(settings.storage, settings.data_dir),
+            build_upload_leases(settings, database),
             limits=settings.limits,
+            uploads=settings.uploads,
         )
         restored, removed = asyncio.run(data.scrub(timedelta(hours=older_than_hours)))
     finally:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from app.api import docs, errors, versions
@@ -19,6 +20,7 @@ from app.images import jobs as image_jobs
 from app.images.data import ImageDataService
 from app.images.members import MemberService
 from app.images.service import ImageService
+from app.images.uploads import UploadLeases
 from app.jobs.queue import JobQueue
 from app.jobs.worker import Worker
 from app.storage.registry import StoreRegistry
@@ -33,13 +35,28 @@ _API_ROUTERS = (
 )
 
 
-def build_worker(settings: Settings, db: Database, stores: StoreRegistry) -> Worker:
-    """The background worker with every job handler; the API's and `glint worker`'s."""
-    return Worker(
+def build_upload_leases(settings: Settings, db: Database) -> UploadLeases:
+    return UploadLeases(db, lease_seconds=settings.uploads.lease_seconds)
+
+
+def build_worker(
+    settings: Settings, db: Database, stores: StoreRegistry, leases: UploadLeases
+) -> Worker:
+    """The background worker with every job handler and sweep; the API's and `glint worker`'s.
+    Jobs that `leases` enqueues wake it."""
+
+    async def recover_uploads() -> None:
+        await to_thread.run_sync(leases.recover_expired)
+
+    worker = Worker(
         JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
         image_jobs.handlers(db, stores),
         poll_interval=settings.jobs.poll_interval,
+        # Twice per lease: an upload whose process died is recovered within about two leases.
+        sweeps=[(settings.uploads.lease_seconds / 2, recover_uploads)],
     )
+    leases.on_job_enqueued = worker.wake
+    return worker
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
@@ -48,7 +65,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     )
 
     stores = StoreRegistry.from_settings(settings.storage, settings.data_dir)
-    worker = build_worker(settings, db, stores)
+    leases = build_upload_leases(settings, db)
+    worker = build_worker(settings, db, stores, leases)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -78,13 +96,11 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     state.image_create_headers = {}
     state.stores = stores
     state.worker = worker
-    state.image_service = ImageService(
-        db,
-        limits=settings.limits,
-        validate=json_schemas.make_validator(state.json_schemas["image"]),
-        on_job_enqueued=worker.wake,
+    state.image_validator = json_schemas.make_validator(state.json_schemas["image"])
+    state.image_service = ImageService(db, limits=settings.limits, on_job_enqueued=worker.wake)
+    state.data_service = ImageDataService(
+        db, stores, leases, limits=settings.limits, uploads=settings.uploads
     )
-    state.data_service = ImageDataService(db, stores, limits=settings.limits)
     state.member_service = MemberService(db, limits=settings.limits)
 
     app.include_router(versions.router)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from app.errors import Forbidden
+from app.images.errors import ReadOnlyAttribute
+
 # Shown, never settable by a client.
 READ_ONLY = frozenset(
     {
@@ -43,3 +46,12 @@ MEMBER_STATUSES = ("pending", "accepted", "rejected")
 
 def is_reserved(name: str) -> bool:
     return name in RESERVED or name.startswith(RESERVED_PREFIX)
+
+
+def check_settable(name: str, *, creating: bool) -> None:
+    """Whether a client may set `name`: read-only and reserved attributes are 403, as Glance's
+    request deserializer says (an `id` may be chosen on create only)."""
+    if (name in READ_ONLY and not (creating and name == "id")) or name in DISALLOWED:
+        raise ReadOnlyAttribute(name)
+    if is_reserved(name):
+        raise Forbidden(detail=f"Attribute '{name}' is reserved.")

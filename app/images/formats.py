@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from app.errors import UnsupportedMediaType
+from app.errors import GlintError
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +70,14 @@ MULTIPLE = "Multiple formats detected: {formats}"
 FAILED_SAFETY = "Image failed safety checks"
 
 
-class UnsafeImage(UnsupportedMediaType):
-    """The uploaded data is not what its disk_format says, or is unsafe: 415, as in Glance.
-
-    The body is webob's 415 template (the media type line, then the reason), as Glance sends it.
-    """
+class UnsafeImage(GlintError):
+    """The data is not what its disk_format says, or is unsafe: 415, as in Glance (the API
+    layer renders it in webob's media-type template)."""
 
     status_code = 415
 
     def __init__(self, reason: str, problems: tuple[str, ...] = ()):
-        super().__init__("application/octet-stream", reason)
+        super().__init__(reason)
         self.reason = reason
         self.problems = problems
 

@@ -10,9 +10,10 @@ from app.config import LimitSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyDenied, QuotaExceeded
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.images import policy
 from app.images.attributes import MEMBER_STATUSES
+from app.images.errors import PolicyDenied, QuotaExceeded
 from app.images.models import Image, ImageMember
 from app.images.repository import ImageRepository
 from app.images.service import ImageService

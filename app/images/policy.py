@@ -7,7 +7,7 @@ caller may not see are reported as missing (404), never as forbidden.
 from __future__ import annotations
 
 from app.context import RequestContext
-from app.errors import PolicyDenied
+from app.images.errors import PolicyDenied
 from app.images.models import Image
 
 

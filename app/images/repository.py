@@ -16,7 +16,7 @@ from app.context import RequestContext
 from app.db.base import utcnow
 from app.images.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
 from app.images.query import ImageListQuery
-from app.images.status import INVISIBLE, ImageStatus
+from app.images.status import INVISIBLE, ImageStatus, check_transition
 
 
 def _time_condition(column: Any, op: str, moment: datetime) -> ColumnElement[bool]:
@@ -116,18 +116,6 @@ class ImageRepository:
             .order_by(col(ImageMember.created_at), col(ImageMember.id))
         ).all()
 
-    def stalled(self, status: ImageStatus, *, before: datetime) -> list[str]:
-        """Ids of live images in `status` whose last change is older than `before`."""
-        return list(
-            self.session.exec(
-                select(Image.id).where(
-                    col(Image.status) == status,
-                    col(Image.updated_at) < before,
-                    col(Image.is_deleted).is_(False),
-                )
-            ).all()
-        )
-
     def locations(self, image_id: str) -> Sequence[ImageLocation]:
         return self.session.exec(
             select(ImageLocation)
@@ -190,7 +178,9 @@ class ImageRepository:
     def transition(
         self, image_id: str, *, from_: ImageStatus, to: ImageStatus, **values: Any
     ) -> bool:
-        """Compare-and-set: moves the image only if it is still in `from_`."""
+        """Compare-and-set: moves the image only if it is still in `from_`. A move the status
+        table forbids raises InvalidImageTransition, whatever the row holds."""
+        check_transition(from_, to)
         values.setdefault("updated_at", utcnow())
         if to == ImageStatus.DELETED:
             values.setdefault("is_deleted", True)

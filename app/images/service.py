@@ -3,39 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
-import jsonpointer
 from sqlalchemy.exc import IntegrityError
 
 from app.config import LimitSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    ImageIdTaken,
-    ImageNotFound,
-    NotFound,
-    QuotaExceeded,
-    ReadOnlyAttribute,
-)
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.images import attributes, policy
+from app.images.errors import ImageIdTaken, ImageNotFound, QuotaExceeded
 from app.images.models import Image
 from app.images.query import ImageListQuery
 from app.images.repository import ImageRecord, ImageRepository
 from app.images.status import ImageStatus
+from app.images.uploads import UploadLeases
 from app.jobs.queue import enqueue
 
 DELETE_DATA_JOB = "image.delete_data"
-
-# Validates a whole image document against the published image schema; raises SchemaViolation.
-ImageValidator = Callable[[dict[str, Any]], None]
 
 MAX_PROPERTY_NAME = 255
 MAX_INTEGER = 2**31 - 1  # min_ram and min_disk are 32-bit columns, as in Glance
@@ -43,14 +31,63 @@ MAX_PROPERTY_VALUE = 65535
 
 
 @dataclass(frozen=True)
-class PatchOperation:
-    """One JSON-patch operation on a top-level image attribute, already well-formed."""
+class NewImage:
+    """An image to create, whichever API describes it; values already of their types."""
 
-    op: str  # add | replace | remove
+    owner: str | None
+    id: str | None = None  # None: a new UUID
+    name: str | None = None
+    visibility: str = "shared"
+    protected: bool = False
+    os_hidden: bool = False
+    disk_format: str | None = None
+    container_format: str | None = None
+    min_ram: int = 0
+    min_disk: int = 0
+    tags: Sequence[str] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetAttribute:
+    """Sets a core attribute (a WRITABLE_CORE name) or a custom property."""
+
     name: str
-    value: Any = None
-    # The deprecated v2.0 patch media type refuses `add` of an existing property.
-    strict_add: bool = False
+    value: Any
+    # v2's JSON-patch semantics: `replace` needs the attribute to exist, and the deprecated
+    # v2.0 patch media type's `add` needs it absent.
+    must_exist: bool = False
+    must_be_absent: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveAttribute:
+    """Removes a custom property (core attributes cannot be removed)."""
+
+    name: str
+
+
+ImageChange = SetAttribute | RemoveAttribute
+
+
+class PropertyExists(Conflict):
+    def __init__(self, name: str):
+        super().__init__(detail=f"Property {name} already present.")
+
+
+class PropertyMissing(Conflict):
+    def __init__(self, name: str):
+        super().__init__(detail=f"Property {name} does not exist.")
+
+
+class InvalidAttributeValue(BadRequest):
+    def __init__(self, name: str, value: Any, reason: str):
+        super().__init__(f"Invalid value '{value}' for parameter '{name}': {reason}")
+
+
+class StatusActionRefused(Forbidden):
+    def __init__(self, action: str, status: str):
+        super().__init__(f"Not allowed to {action} image in status '{status}'")
 
 
 def _deduplicate(tags: Iterable[str]) -> list[str]:
@@ -63,12 +100,10 @@ class ImageService:
         db: Database,
         *,
         limits: LimitSettings,
-        validate: ImageValidator,
         on_job_enqueued: Callable[[], None] = lambda: None,
     ):
         self.db = db
         self.limits = limits
-        self.validate = validate
         self.on_job_enqueued = on_job_enqueued
 
     # --- reads -----------------------------------------------------------------------------
@@ -91,33 +126,24 @@ class ImageService:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def create(self, ctx: RequestContext, body: dict[str, Any]) -> ImageRecord:
-        for name in body:
-            self._check_settable(name)
-        self.validate(body)
-        self._check_values(body)
+    def create(self, ctx: RequestContext, new: NewImage) -> ImageRecord:
+        for name in new.properties:
+            attributes.check_settable(name, creating=True)
+        self._check_values(new.min_ram, new.min_disk, new.properties)
         policy.require_member(ctx, "add_image")
-        owner = body.get("owner", ctx.project_id)
-        if owner != ctx.project_id and not ctx.is_admin:
-            raise Forbidden(detail=f"You are not permitted to create images owned by '{owner}'")
-        visibility = body.get("visibility", "shared")
-        policy.require_visibility_allowed(ctx, visibility)
-        properties = {k: v for k, v in body.items() if k not in attributes.BASE}
-        tags = _deduplicate(body.get("tags", []))
+        if new.owner != ctx.project_id and not ctx.is_admin:
+            raise Forbidden(detail=f"You are not permitted to create images owned by '{new.owner}'")
+        policy.require_visibility_allowed(ctx, new.visibility)
+        properties = dict(new.properties)
+        tags = _deduplicate(new.tags)
         self._check_quotas(properties, tags)
 
         now = utcnow()
         image = Image(
-            id=body.get("id") or str(uuid.uuid4()),
-            owner=owner,
-            visibility=visibility,
+            id=new.id or str(uuid.uuid4()),
             created_at=now,
             updated_at=now,
-            **{
-                k: body[k]
-                for k in attributes.WRITABLE_COLUMNS
-                if k in body and k not in ("owner", "visibility")
-            },
+            **{name: getattr(new, name) for name in attributes.WRITABLE_COLUMNS},
         )
         record = ImageRecord(image, properties, tags)
         try:
@@ -131,7 +157,7 @@ class ImageService:
         return record
 
     def update(
-        self, ctx: RequestContext, image_id: str, operations: list[PatchOperation]
+        self, ctx: RequestContext, image_id: str, changes: Sequence[ImageChange]
     ) -> ImageRecord:
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
@@ -139,18 +165,17 @@ class ImageService:
             image = self.visible_image(repo, ctx, image_id)
             policy.require_owner_member(ctx, image, "modify_image")
             record = repo.load([image])[0]
-            for operation in operations:
-                self._check_patchable(ctx, operation)
-            document = self._patch(self._document(record), operations)
-            self.validate(document)
-            self._check_values(document)
+            for change in changes:
+                self._check_changeable(ctx, change)
+            document = self._apply(self._document(record), changes)
+            properties = {k: v for k, v in document.items() if k not in attributes.BASE}
+            self._check_values(document["min_ram"], document["min_disk"], properties)
             changed = {k for k in attributes.WRITABLE_COLUMNS if document[k] != getattr(image, k)}
             if changed & {"disk_format", "container_format"} and image.status != ImageStatus.QUEUED:
                 name = sorted(changed & {"disk_format", "container_format"})[0]
                 raise Forbidden(f"Attribute '{name}' can be only replaced for a queued image.")
             if "visibility" in changed:
                 policy.require_visibility_allowed(ctx, document["visibility"])
-            properties = {k: v for k, v in document.items() if k not in attributes.BASE}
             tags = _deduplicate(document["tags"])
             self._check_quotas(properties, tags)
 
@@ -174,17 +199,31 @@ class ImageService:
             if not repo.transition(image.id, from_=image.status, to=ImageStatus.DELETED):
                 raise Conflict(f"Image {image_id} changed while it was being deleted; retry.")
             locations = [location.url for location in repo.locations(image.id)]
-            if locations:
+            # An upload still running (or whose process died) loses the image with its lease;
+            # its partial bytes go with the rest.
+            partial = UploadLeases.release_any(session, image.id)
+            needs_job = bool(locations or partial)
+            if needs_job:
                 # The bytes go only once this transaction has committed, by a job that
                 # exists exactly when the deletion does.
                 enqueue(
                     session,
                     DELETE_DATA_JOB,
-                    {"image_id": image.id, "locations": locations},
+                    {
+                        "image_id": image.id,
+                        "locations": locations,
+                        "partial": [partial] if partial else [],
+                    },
                     lock=image.id,
                 )
-        if locations:
+        if needs_job:
             self.on_job_enqueued()
+
+    def deactivate(self, ctx: RequestContext, image_id: str) -> None:
+        self._toggle(ctx, image_id, "deactivate", ImageStatus.ACTIVE, ImageStatus.DEACTIVATED)
+
+    def reactivate(self, ctx: RequestContext, image_id: str) -> None:
+        self._toggle(ctx, image_id, "reactivate", ImageStatus.DEACTIVATED, ImageStatus.ACTIVE)
 
     def add_tag(self, ctx: RequestContext, image_id: str, tag: str) -> None:
         self._change_tags(ctx, image_id, tag, add=True)
@@ -203,7 +242,6 @@ class ImageService:
             policy.require_owner_member(ctx, image, "modify_image")
             tags = repo.load([image])[0].tags
             if add:
-                self.validate({"tags": [tag]})
                 if tag in tags:
                     return
                 new_tags = [*tags, tag]
@@ -215,6 +253,24 @@ class ImageService:
             repo.replace_tags(image.id, tags, new_tags)
             image.updated_at = utcnow()
             session.add(image)
+
+    def _toggle(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        action: str,
+        from_: ImageStatus,
+        to: ImageStatus,
+    ) -> None:
+        policy.require_reader(ctx, "get_image")
+        with self.db.session() as session:
+            repo = ImageRepository(session, lock=True)
+            image = self.visible_image(repo, ctx, image_id)
+            policy.require_owner_member(ctx, image, action)
+            if image.status == to:
+                return
+            if image.status != from_ or not repo.transition(image_id, from_=from_, to=to):
+                raise StatusActionRefused(action, image.status)
 
     @staticmethod
     def _find_visible(repo: ImageRepository, ctx: RequestContext, image_id: str) -> Image | None:
@@ -241,45 +297,26 @@ class ImageService:
         return image
 
     @staticmethod
-    def _check_settable(name: str) -> None:
-        if (name in attributes.READ_ONLY and name != "id") or name in attributes.DISALLOWED:
-            raise ReadOnlyAttribute(name)
-        if attributes.is_reserved(name):
-            raise Forbidden(detail=f"Attribute '{name}' is reserved.")
-
-    @staticmethod
-    def _check_patchable(ctx: RequestContext, operation: PatchOperation) -> None:
-        name = operation.name
-        if name in attributes.READ_ONLY or name in attributes.DISALLOWED:
-            raise ReadOnlyAttribute(name)
-        if attributes.is_reserved(name):
-            raise Forbidden(detail=f"Attribute '{name}' is reserved.")
-        if operation.op == "remove" and name in attributes.WRITABLE_CORE:
+    def _check_changeable(ctx: RequestContext, change: ImageChange) -> None:
+        name = change.name
+        attributes.check_settable(name, creating=False)
+        if isinstance(change, RemoveAttribute) and name in attributes.WRITABLE_CORE:
             raise Forbidden(detail=f"Property {name} may not be removed.")
         if name == "owner" and not ctx.is_admin:
             raise Forbidden(detail="Owner can't be updated by non admin.")
 
-    def _check_values(self, document: dict[str, Any]) -> None:
+    @staticmethod
+    def _check_values(min_ram: int, min_disk: int, properties: Mapping[str, str]) -> None:
         """Rules the image schema does not express (Glance checks them in code)."""
-        for name in ("min_ram", "min_disk"):
-            value = document.get(name)
-            if isinstance(value, float):  # JSON Schema counts 5.0 as an integer
-                value = document[name] = int(value)
-            if isinstance(value, int) and value < 0:
-                raise BadRequest(
-                    f"Invalid value '{value}' for parameter '{name}': Cannot be a negative value"
-                )
-            if isinstance(value, int) and value > MAX_INTEGER:
-                raise BadRequest(
-                    f"Invalid value '{value}' for parameter '{name}': "
-                    f"Cannot be greater than {MAX_INTEGER}"
-                )
-        for name, value in document.items():
-            if name in attributes.BASE:
-                continue
+        for name, value in (("min_ram", min_ram), ("min_disk", min_disk)):
+            if value < 0:
+                raise InvalidAttributeValue(name, value, "Cannot be a negative value")
+            if value > MAX_INTEGER:
+                raise InvalidAttributeValue(name, value, f"Cannot be greater than {MAX_INTEGER}")
+        for name, text in properties.items():
             if len(name) > MAX_PROPERTY_NAME:
                 raise BadRequest(f"Property name is longer than {MAX_PROPERTY_NAME} characters.")
-            if isinstance(value, str) and len(value) > MAX_PROPERTY_VALUE:
+            if len(text) > MAX_PROPERTY_VALUE:
                 raise BadRequest(
                     f"Value of property {name!r} is longer than {MAX_PROPERTY_VALUE} characters."
                 )
@@ -308,23 +345,19 @@ class ImageService:
         }
 
     @staticmethod
-    def _patch(document: dict[str, Any], operations: list[PatchOperation]) -> dict[str, Any]:
-        """Applies the operations in order; RFC 6902 already refuses to replace or remove a
-        missing member, which is Glance's 409."""
+    def _apply(document: dict[str, Any], changes: Sequence[ImageChange]) -> dict[str, Any]:
+        """The document with the changes made in order."""
         document = dict(document)
-        for operation in operations:
-            if operation.strict_add and operation.op == "add" and operation.name in document:
-                raise Conflict(detail=f"Property {operation.name} already present.")
-            if operation.op != "add" and operation.name not in document:
-                raise Conflict(detail=f"Property {operation.name} does not exist.")
-            step: dict[str, Any] = {
-                "op": operation.op,
-                "path": "/" + jsonpointer.escape(operation.name),
-            }
-            if operation.op != "remove":
-                step["value"] = operation.value
-            try:
-                document = jsonpatch.apply_patch(document, [step], in_place=True)
-            except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:
-                raise Conflict() from exc
+        for change in changes:
+            present = change.name in document
+            if isinstance(change, RemoveAttribute):
+                if not present:
+                    raise PropertyMissing(change.name)
+                del document[change.name]
+                continue
+            if change.must_be_absent and present:
+                raise PropertyExists(change.name)
+            if change.must_exist and not present:
+                raise PropertyMissing(change.name)
+            document[change.name] = change.value
         return document

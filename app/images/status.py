@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from app.errors import InvalidImageTransition
+from app.images.errors import InvalidImageTransition
 
 
 class ImageStatus(StrEnum):

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.images.data import BATCH_SIZE
+from app.images.ingest import BATCH_SIZE
 from tests.identities import ADMIN, READER_A, A, B
 
 OCTET = {"Content-Type": "application/octet-stream"}

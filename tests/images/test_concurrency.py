@@ -14,9 +14,10 @@ import pytest
 from app.config import Settings
 from app.context import RequestContext
 from app.db.engine import Database
-from app.errors import GlintError, ImageIdTaken
+from app.errors import GlintError
+from app.images.errors import ImageIdTaken
 from app.images.repository import ImageRepository
-from app.images.service import ImageService, PatchOperation
+from app.images.service import ImageService, NewImage, SetAttribute
 from app.images.status import ImageStatus
 from app.main import create_app
 
@@ -36,13 +37,15 @@ def run_all(work: Any, count: int) -> list[Any]:
 
 
 def test_concurrent_creates_updates_and_reads(images: ImageService) -> None:
-    created = run_all(lambda i: images.create(OWNER, {"name": f"n{i}", "tags": ["t"]}), 64)
+    created = run_all(
+        lambda i: images.create(OWNER, NewImage(OWNER.project_id, name=f"n{i}", tags=["t"])), 64
+    )
     ids = [record.image.id for record in created]
 
     def mixed(i: int) -> Any:
         image_id = ids[i % len(ids)]
         if i % 3 == 0:
-            return images.update(OWNER, image_id, [PatchOperation("add", f"p{i}", "v")])
+            return images.update(OWNER, image_id, [SetAttribute(f"p{i}", "v")])
         if i % 3 == 1:
             images.add_tag(OWNER, image_id, f"tag{i}")
             return None
@@ -63,7 +66,7 @@ def test_racing_creates_of_one_id_have_one_winner(images: ImageService) -> None:
 
     def attempt(_: int) -> str:
         try:
-            images.create(OWNER, {"id": image_id})
+            images.create(OWNER, NewImage(OWNER.project_id, id=image_id))
         except ImageIdTaken:
             return "taken"
         return "created"
@@ -74,7 +77,9 @@ def test_racing_creates_of_one_id_have_one_winner(images: ImageService) -> None:
 
 
 def test_status_writes_are_compare_and_set(images: ImageService, db: Database) -> None:
-    image_id = images.create(OWNER, {"disk_format": "raw", "container_format": "bare"}).image.id
+    image_id = images.create(
+        OWNER, NewImage(OWNER.project_id, disk_format="raw", container_format="bare")
+    ).image.id
 
     def claim(_: int) -> bool:
         with db.session() as session:
@@ -90,7 +95,7 @@ def test_status_writes_are_compare_and_set(images: ImageService, db: Database) -
 
 
 def test_concurrent_deletes_delete_once(images: ImageService) -> None:
-    image_id = images.create(OWNER, {}).image.id
+    image_id = images.create(OWNER, NewImage(OWNER.project_id)).image.id
 
     def delete(_: int) -> str:
         try:
@@ -105,13 +110,13 @@ def test_concurrent_deletes_delete_once(images: ImageService) -> None:
 
 
 def test_racing_changes_to_one_image_all_apply(images: ImageService) -> None:
-    image_id = images.create(OWNER, {}).image.id
+    image_id = images.create(OWNER, NewImage(OWNER.project_id)).image.id
 
     def change(i: int) -> None:
         images.add_tag(OWNER, image_id, "same")
         images.add_tag(OWNER, image_id, f"t{i}")
-        images.update(OWNER, image_id, [PatchOperation("add", "shared", str(i))])
-        images.update(OWNER, image_id, [PatchOperation("add", f"p{i}", "v")])
+        images.update(OWNER, image_id, [SetAttribute("shared", str(i))])
+        images.update(OWNER, image_id, [SetAttribute(f"p{i}", "v")])
 
     run_all(change, WORKERS)
     shown = images.get(OWNER, image_id)

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from app.errors import InvalidImageTransition
+from app.images.errors import InvalidImageTransition
 from app.images.status import IMAGE_TRANSITIONS, ImageStatus, can_transition, check_transition
 
 S = ImageStatus

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from app.api.deps import ContextDep, ImageDataServiceDep
+from app.api.deps import ContextDep, ImageServiceDep
 from app.api.v2.responses import ERROR_RESPONSES
 
 router = APIRouter(
@@ -14,12 +14,12 @@ router = APIRouter(
 
 
 @router.post("/deactivate", status_code=204)
-def deactivate_image(image_id: str, ctx: ContextDep, data: ImageDataServiceDep) -> Response:
-    data.deactivate(ctx, image_id)
+def deactivate_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    images.deactivate(ctx, image_id)
     return Response(status_code=204)
 
 
 @router.post("/reactivate", status_code=204)
-def reactivate_image(image_id: str, ctx: ContextDep, data: ImageDataServiceDep) -> Response:
-    data.reactivate(ctx, image_id)
+def reactivate_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
+    images.reactivate(ctx, image_id)
     return Response(status_code=204)

@@ -10,9 +10,10 @@ from starlette.responses import Response, StreamingResponse
 
 from app.api import multipart
 from app.api.deps import ContextDep, ImageDataServiceDep
+from app.api.ranges import legacy_content_range, parse_range
 from app.api.v2.responses import ERROR_RESPONSES, error_responses
 from app.errors import BadRequest, UnsupportedMediaType
-from app.images.data import legacy_content_range
+from app.images.formats import UnsafeImage
 
 router = APIRouter(prefix="/v2/images/{image_id}/file", tags=["images"], responses=ERROR_RESPONSES)
 
@@ -70,6 +71,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
     status_code=204,
     openapi_extra=_BINARY_BODY,
     responses=error_responses(
+        (408, "No data arrived for uploads.idle_timeout seconds"),
         (410, "The image was deleted during the upload"),
         (415, "Not application/octet-stream, or an unsafe or mismatched disk image"),
         (503, "The store failed"),
@@ -89,13 +91,17 @@ async def upload_image_data(
     elif content_type.split(";", 1)[0].strip().lower() != OCTET_STREAM:
         shown = content_type or "None"
         raise UnsupportedMediaType(shown, f"Invalid content type {shown}")
-    await data.upload(
-        ctx,
-        image_id,
-        body,
-        expected_size=expected_size,
-        store_id=request.headers.get("x-image-meta-store"),
-    )
+    try:
+        await data.upload(
+            ctx,
+            image_id,
+            body,
+            expected_size=expected_size,
+            store_id=request.headers.get("x-image-meta-store"),
+        )
+    except UnsafeImage as error:
+        # webob's 415 body: the media-type line, then the reason (as Glance sends it).
+        raise UnsupportedMediaType(OCTET_STREAM, error.reason) from error
     return Response(status_code=204)
 
 
@@ -117,17 +123,19 @@ async def download_image_data(
     range_header = request.headers.get("range") or legacy_content_range(
         request.headers.get("content-range")
     )
-    download = await data.download(ctx, image_id, range_header)
-    if download is None:
+    image_data = await data.find_data(ctx, image_id)
+    if image_data is None:
         return Response(status_code=204)
+    byte_range = parse_range(range_header, image_data.size)
     headers = {"Content-Type": OCTET_STREAM}
-    if download.checksum:
-        headers["Content-MD5"] = download.checksum
-    status_code = 200
-    length = download.size
-    if download.byte_range is not None:
-        status_code = 206
-        start, length = download.byte_range.start, download.byte_range.length
-        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{download.size}"
+    if image_data.checksum:
+        headers["Content-MD5"] = image_data.checksum
+    if byte_range is None:
+        status_code, length = 200, image_data.size
+        chunks = await image_data.open()
+    else:
+        status_code, length = 206, byte_range.length
+        headers["Content-Range"] = byte_range.content_range(image_data.size)
+        chunks = await image_data.open(byte_range.start, byte_range.length)
     headers["Content-Length"] = str(length)
-    return StreamingResponse(download.chunks, status_code=status_code, headers=headers)
+    return StreamingResponse(chunks, status_code=status_code, headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from app.api.deps import ContextDep, ImageServiceDep, read_json, read_json_object
 from app.api.v2 import list_params, patch
+from app.api.v2.json_schemas import ImageValidator, ImageValidatorDep
 from app.api.v2.responses import (
     ERROR_RESPONSES,
     error_responses,
@@ -23,8 +25,31 @@ from app.api.v2.schemas import (
     PatchOperationV2,
     image_to_wire,
 )
+from app.context import RequestContext
+from app.images import attributes
+from app.images.service import NewImage
 
 router = APIRouter(prefix="/v2/images", tags=["images"], responses=ERROR_RESPONSES)
+
+
+def new_image(ctx: RequestContext, body: dict[str, Any], validate: ImageValidator) -> NewImage:
+    """A create body, checked as Glance's request deserializer checks it (settable names, then
+    the image schema), as the domain's new image."""
+    for name in body:
+        attributes.check_settable(name, creating=True)
+    validate(body)
+    columns = {
+        name: patch.integral(name, body[name])
+        for name in attributes.WRITABLE_COLUMNS
+        if name in body
+    }
+    columns.setdefault("owner", ctx.project_id)
+    return NewImage(
+        id=body.get("id"),
+        tags=body.get("tags", []),
+        properties={k: v for k, v in body.items() if k not in attributes.BASE},
+        **columns,
+    )
 
 
 @router.post(
@@ -33,9 +58,11 @@ router = APIRouter(prefix="/v2/images", tags=["images"], responses=ERROR_RESPONS
     response_model=ImageV2,
     openapi_extra=json_request_body(ImageCreateV2),
 )
-async def create_image(request: Request, ctx: ContextDep, images: ImageServiceDep) -> Response:
-    body = await read_json_object(request)
-    record = await run_in_threadpool(images.create, ctx, body)
+async def create_image(
+    request: Request, ctx: ContextDep, images: ImageServiceDep, validate: ImageValidatorDep
+) -> Response:
+    new = new_image(ctx, await read_json_object(request), validate)
+    record = await run_in_threadpool(images.create, ctx, new)
     headers = {"Location": str(request.base_url).rstrip("/") + f"/v2/images/{record.image.id}"}
     headers.update(request.app.state.image_create_headers)
     return json_response(image_to_wire(record), 201, headers)
@@ -72,11 +99,15 @@ def show_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Respo
     openapi_extra=json_request_body(PatchOperationV2, patch.PATCH_V21, many=True),
 )
 async def update_image(
-    image_id: str, request: Request, ctx: ContextDep, images: ImageServiceDep
+    image_id: str,
+    request: Request,
+    ctx: ContextDep,
+    images: ImageServiceDep,
+    validate: ImageValidatorDep,
 ) -> Response:
     flavour = patch.media_type(request.headers.get("content-type"))
-    operations = patch.parse(flavour, await read_json(request))
-    record = await run_in_threadpool(images.update, ctx, image_id, operations)
+    changes = patch.parse(flavour, await read_json(request), validate)
+    record = await run_in_threadpool(images.update, ctx, image_id, changes)
     return json_response(image_to_wire(record))
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 import jsonschema
 from annotated_types import MaxLen
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -22,8 +23,18 @@ from app.api.deps import ContextDep
 from app.api.v2.responses import ERROR_RESPONSES
 from app.api.v2.schemas import ImageV2, MemberV2
 from app.config import ImageFormatSettings
-from app.errors import SchemaViolation
-from app.images.service import ImageValidator
+from app.errors import BadRequest
+
+
+class SchemaViolation(BadRequest):
+    """A value does not match the image schema (jsonschema's wording, as Glance reports it)."""
+
+    def __init__(self, schema_name: str, reason: str):
+        super().__init__(f"Provided object does not match schema '{schema_name}': {reason}")
+
+
+# Validates a document (a whole request body, or one attribute) against a published schema.
+ImageValidator = Callable[[dict[str, Any]], None]
 
 _JSON_TYPES: dict[type, str] = {str: "string", int: "integer", bool: "boolean", list: "array"}
 _FIRST_KEYS = ("type", "readOnly", "description")
@@ -137,6 +148,14 @@ def make_validator(schema: dict[str, Any]) -> ImageValidator:
             raise SchemaViolation(name, str(error))
 
     return validate
+
+
+async def get_image_validator(request: Request) -> ImageValidator:
+    validate: ImageValidator = request.app.state.image_validator
+    return validate
+
+
+ImageValidatorDep = Annotated[ImageValidator, Depends(get_image_validator)]
 
 
 # Schemas need an identity (401 without a valid one), nothing else.

@@ -1,12 +1,16 @@
-"""JSON-patch request bodies (both of Glance's media types) -> PatchOperations."""
+"""JSON-patch request bodies (both of Glance's media types) -> the domain's image changes.
+
+Each operation is checked as Glance's request deserializer checks it, in order: well-formed,
+a settable attribute, then its value against the image schema."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.api.v2.json_schemas import ImageValidator
 from app.errors import BadRequest, Forbidden, UnsupportedMediaType
-from app.images.attributes import is_reserved
-from app.images.service import PatchOperation
+from app.images import attributes
+from app.images.service import ImageChange, RemoveAttribute, SetAttribute
 
 PATCH_V21 = "application/openstack-images-v2.1-json-patch"
 PATCH_V20 = "application/openstack-images-v2.0-json-patch"
@@ -42,13 +46,13 @@ def _decode_pointer(pointer: Any) -> str:
                 f'Pointer `{pointer}` contains "~" not part of a recognized escape sequence.'
             )
     if len(parts) > 1:
-        if parts[0] == "locations" or is_reserved(parts[0]):
+        if parts[0] == "locations" or attributes.is_reserved(parts[0]):
             raise Forbidden()
         raise BadRequest(f"Invalid JSON pointer for this resource: '{pointer}'")
     return parts[0].replace("~1", "/").replace("~0", "~")
 
 
-def _operation_v21(raw: dict[str, Any]) -> PatchOperation:
+def _operation_v21(raw: dict[str, Any]) -> tuple[str, str, Any]:
     op = raw.get("op")
     if op not in _OPS:
         raise BadRequest(
@@ -58,10 +62,10 @@ def _operation_v21(raw: dict[str, Any]) -> PatchOperation:
         raise BadRequest(f'Operation "{op}" requires a member named "path".')
     if op != "remove" and "value" not in raw:
         raise BadRequest(f'Operation "{op}" requires a member named "value".')
-    return PatchOperation(op=op, name=_decode_pointer(raw["path"]), value=raw.get("value"))
+    return op, _decode_pointer(raw["path"]), raw.get("value")
 
 
-def _operation_v20(raw: dict[str, Any]) -> PatchOperation:
+def _operation_v20(raw: dict[str, Any]) -> tuple[str, str, Any]:
     ops = [op for op in _OPS if op in raw]
     if len(ops) != 1:
         raise BadRequest(
@@ -70,17 +74,36 @@ def _operation_v20(raw: dict[str, Any]) -> PatchOperation:
     op = ops[0]
     if op != "remove" and "value" not in raw:
         raise BadRequest(f'Operation "{op}" requires a member named "value".')
-    return PatchOperation(
-        op=op, name=_decode_pointer(raw[op]), value=raw.get("value"), strict_add=True
-    )
+    return op, _decode_pointer(raw[op]), raw.get("value")
 
 
-def parse(flavour: str, body: Any) -> list[PatchOperation]:
+def integral(name: str, value: Any) -> Any:
+    """JSON Schema counts 5.0 as an integer; the domain wants the int."""
+    if name in ("min_ram", "min_disk") and isinstance(value, float):
+        return int(value)
+    return value
+
+
+def parse(flavour: str, body: Any, validate: ImageValidator) -> list[ImageChange]:
     if not isinstance(body, list):
         raise BadRequest("Request body must be a JSON array of operation objects.")
-    operations = []
+    changes: list[ImageChange] = []
     for raw in body:
         if not isinstance(raw, dict):
             raise BadRequest("Operations must be JSON objects.")
-        operations.append(_operation_v21(raw) if flavour == PATCH_V21 else _operation_v20(raw))
-    return operations
+        op, name, value = (_operation_v21 if flavour == PATCH_V21 else _operation_v20)(raw)
+        attributes.check_settable(name, creating=False)
+        if op == "remove":
+            changes.append(RemoveAttribute(name))
+            continue
+        validate({name: value})
+        changes.append(
+            SetAttribute(
+                name,
+                integral(name, value),
+                must_exist=op == "replace",
+                # The deprecated v2.0 media type refuses `add` of an existing attribute.
+                must_be_absent=op == "add" and flavour == PATCH_V20,
+            )
+        )
+    return changes

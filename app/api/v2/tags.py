@@ -6,13 +6,21 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from app.api.deps import ContextDep, ImageServiceDep
+from app.api.v2.json_schemas import ImageValidatorDep
 from app.api.v2.responses import ERROR_RESPONSES
 
 router = APIRouter(prefix="/v2/images/{image_id}/tags", tags=["tags"], responses=ERROR_RESPONSES)
 
 
 @router.put("/{tag}", status_code=204)
-def add_tag(image_id: str, tag: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
+def add_tag(
+    image_id: str,
+    tag: str,
+    ctx: ContextDep,
+    images: ImageServiceDep,
+    validate: ImageValidatorDep,
+) -> Response:
+    validate({"tags": [tag]})
     images.add_tag(ctx, image_id, tag)
     return Response(status_code=204)
 
