@@ -13,24 +13,10 @@ from sqlmodel import Session, col, select
 from app.db.base import utcnow
 from app.db.engine import Database
 from app.jobs.models import Job, JobStatus
-from app.jobs.queue import ClaimedJob, JobQueue, enqueue
+from app.jobs.queue import ClaimedJob, JobQueue
+from tests.jobs.support import add_job, row
 
 CLAIMANTS = 16
-
-
-def add_job(db: Database, *, lock: str | None, max_attempts: int = 5) -> int:
-    with db.session() as session:
-        job = enqueue(session, "test.job", {}, lock=lock, max_attempts=max_attempts)
-        session.flush()
-        assert job.id is not None
-        return job.id
-
-
-def row(db: Database, job_id: int) -> Job:
-    with db.session(write=False) as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
 
 
 def update(db: Database, job_id: int, **values: object) -> None:

@@ -16,25 +16,11 @@ from anyio import to_thread
 from app.db.base import utcnow
 from app.db.engine import Database
 from app.jobs.models import Job, JobStatus
-from app.jobs.queue import ClaimedJob, JobQueue, enqueue
+from app.jobs.queue import ClaimedJob, JobQueue
 from app.jobs.worker import Handler, Worker
+from tests.jobs.support import add_job, row
 
 TIMEOUT = 10.0
-
-
-def add_job(db: Database, name: str = "test.job") -> int:
-    with db.session() as session:
-        job = enqueue(session, name, {}, lock="image-1")
-        session.flush()
-        assert job.id is not None
-        return job.id
-
-
-def row(db: Database, job_id: int) -> Job:
-    with db.session(write=False) as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
 
 
 class Forever:
