@@ -35,7 +35,7 @@ from app.images.models import Image, ImageLocation
 from app.images.repository import ImageRepository
 from app.images.service import ImageService
 from app.images.status import WITHOUT_DATA, ImageStatus
-from app.images.uploads import CLEARED_DATA_FACTS, ImageGone, UploadLease, UploadLeases
+from app.images.uploads import CLEARED_DATA_FACTS, UploadLease, UploadLeases
 from app.storage.base import Capability, Store
 from app.storage.errors import StoreError, UnknownStore
 from app.storage.registry import StoreRegistry
@@ -147,7 +147,7 @@ class ImageDataService:
             raise
         if not await to_thread.run_sync(self._activate, lease, store, facts):
             await store.delete(facts.stored[0].location)
-            raise ImageGone(image_id)
+            raise await to_thread.run_sync(self.leases.why_lost, lease)
 
     def _store(self, store_id: str | None) -> Store:
         try:

@@ -134,6 +134,7 @@ async def ingest(
     writers: list[StoreWriter] = []
     pipeline: _Pipeline | None = None
     stored: list[tuple[Store, StoredObject]] = []
+    watchdog = _Watchdog(idle_timeout) if idle_timeout is not None else None
     try:
         for target in targets:
             writers.append(await target.store.open_writer(target.key, expect.size))
@@ -143,21 +144,33 @@ async def ingest(
             expected_size=expect.size,
             inspector=FormatInspector(inspection.declared_format) if inspection else None,
         )
-        async for chunk in _paced(source, idle_timeout):
+        while True:
+            if watchdog is not None:
+                watchdog.waiting()
+            chunk = await anext(source, None)
+            if chunk is None:
+                break
+            if watchdog is not None:
+                watchdog.received()
             await pipeline.receive(chunk)
+        if watchdog is not None:
+            watchdog.stop()
         await pipeline.finish()
         facts = pipeline.facts(expect, inspection)
         for target, writer in zip(targets, writers, strict=True):
             stored.append((target.store, await writer.commit()))
     except BaseException as error:
+        stalled = watchdog.stalled(error) if watchdog is not None else None
         if pipeline is not None:
             await pipeline.abandon()
         await asyncio.shield(_undo(writers, stored))
-        translated = _as_ingest_error(error)
+        translated = stalled or _as_ingest_error(error)
         if translated is error:
             raise
         raise translated from error
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if pipeline is not None:
             pipeline.close()
     return IngestFacts(**facts, stored=tuple(obj for _, obj in stored))
@@ -179,17 +192,50 @@ def _as_ingest_error(error: BaseException) -> BaseException:
     return error
 
 
-async def _paced(source: AsyncIterator[bytes], idle_timeout: float | None) -> AsyncIterator[bytes]:
-    """The source's chunks; SourceStalled when none arrives for `idle_timeout` seconds."""
-    while True:
-        try:
-            async with asyncio.timeout(idle_timeout):
-                chunk = await anext(source)
-        except StopAsyncIteration:
+class _Watchdog:
+    """Cancels the ingesting task when the source keeps it waiting for `idle_timeout` seconds.
+
+    One timer per ingest instead of one per chunk (`asyncio.timeout` around every read costs
+    microseconds per chunk, and a GiB arrives in tens of thousands of them). Time spent waiting
+    for the stores (back-pressure) does not count: only waits for the source do.
+    """
+
+    def __init__(self, idle_timeout: float):
+        self.idle_timeout = idle_timeout
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.waiting_since: float | None = None
+        self.fired = False
+        self._timer = self.loop.call_later(idle_timeout, self._check)
+
+    def waiting(self) -> None:
+        self.waiting_since = self.loop.time()
+
+    def received(self) -> None:
+        self.waiting_since = None
+
+    def _check(self) -> None:
+        if self.waiting_since is None:
+            self._timer = self.loop.call_later(self.idle_timeout, self._check)
             return
-        except TimeoutError:
-            raise SourceStalled(idle_timeout or 0) from None
-        yield chunk
+        left = self.waiting_since + self.idle_timeout - self.loop.time()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._check)
+            return
+        self.fired = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def stalled(self, error: BaseException) -> SourceStalled | None:
+        """The stall, if `error` is this watchdog's cancellation (then consumed)."""
+        if not (self.fired and isinstance(error, asyncio.CancelledError)):
+            return None
+        if self.task is not None:
+            self.task.uncancel()
+        return SourceStalled(self.idle_timeout)
+
+    def stop(self) -> None:
+        self._timer.cancel()
 
 
 class _Pipeline:

@@ -178,7 +178,7 @@ class UploadLeases:
                     log.exception("renewing the upload lease of image %s failed", lease.image_id)
                     continue
                 if not held:
-                    lost.append(await to_thread.run_sync(self._why_lost, lease))
+                    lost.append(await to_thread.run_sync(self.why_lost, lease))
                     task.cancel()
                     return
 
@@ -193,7 +193,8 @@ class UploadLeases:
         finally:
             keeper.cancel()
 
-    def _why_lost(self, lease: UploadLease) -> GlintError:
+    def why_lost(self, lease: UploadLease) -> GlintError:
+        """The error for an upload that no longer holds its image."""
         with self.db.session(write=False) as session:
             image = ImageRepository(session).find(lease.image_id)
         if image is None:
