@@ -74,7 +74,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         log_level="info",
         access_log=False,
         server_header=False,
-        http=http_protocol(settings.server.header_timeout),
+        # Room for every header at its longest line would be 100 x 16 KiB; a real client's head
+        # is a few KiB, a Keystone token included.
+        http=http_protocol(
+            settings.server.header_timeout, max_head_bytes=settings.limits.max_header_line * 4
+        ),
     )
 
 

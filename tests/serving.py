@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -67,6 +68,9 @@ def serve(
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            # Its own process group: the worker processes uvicorn spawns go with it even when
+            # the supervisor had to be killed.
+            start_new_session=True,
         )
     server = Server(process, port, f"http://127.0.0.1:{port}", log)
     try:
@@ -89,3 +93,5 @@ def serve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever outlived the supervisor

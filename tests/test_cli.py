@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -115,7 +116,7 @@ def test_serve_runs_uvicorn_with_the_header_timeout(
     assert isinstance(protocol, functools.partial)
     assert protocol.func is HeaderTimeoutProtocol
     assert issubclass(HeaderTimeoutProtocol, HttpToolsProtocol)  # httptools' parser, not h11's
-    assert protocol.keywords == {"header_timeout": 7.5}
+    assert protocol.keywords == {"header_timeout": 7.5, "max_head_bytes": 4 * 16384}
     assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords
 
 
@@ -229,6 +230,29 @@ def _seconds_until_closed(sock: socket.socket) -> float:
     started = time.monotonic()
     assert sock.recv(1) == b""
     return time.monotonic() - started
+
+
+def test_serve_refuses_a_request_head_beyond_its_cap(tmp_path: Path) -> None:
+    with serve(tmp_path) as server:
+        address = ("127.0.0.1", server.port)
+        with socket.create_connection(address, timeout=10) as huge:
+            # Never finished: only the cap, not the 30 s header timeout, can end this.
+            huge.sendall(b"GET /v2/images HTTP/1.1\r\nHost: glint\r\nX-Huge: ")
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                for _ in range(64):
+                    huge.sendall(b"a" * 4096)
+            answer = huge.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        # A head of a normal size, with a body larger than the cap, is fine.
+        created = httpx.post(
+            f"{server.base_url}/v2/images", json={"disk_format": "raw", "container_format": "bare"}
+        )
+        upload = httpx.put(
+            f"{server.base_url}/v2/images/{created.json()['id']}/file",
+            content=os.urandom(1024 * 1024),
+            headers={"Content-Type": "application/octet-stream", "X-Token": "t" * 8192},
+        )
+        assert upload.status_code == 204
 
 
 def test_serve_cuts_off_a_client_that_never_finishes_its_headers(tmp_path: Path) -> None:
