@@ -124,7 +124,7 @@ class ImageDataService:
         store = self._store(store_id)
         if expected_size is not None and expected_size > self.limits.image_size_cap:
             raise ImageTooLarge(self.limits.image_size_cap)
-        image, lease = await to_thread.run_sync(self._begin_upload, ctx, image_id, store)
+        image, lease = await self._begin(ctx, image_id, store)
         try:
             facts = await self.leases.hold(
                 lease,
@@ -148,6 +148,23 @@ class ImageDataService:
         if not await to_thread.run_sync(self._activate, lease, store, facts):
             await store.delete(facts.stored[0].location)
             raise await to_thread.run_sync(self.leases.why_lost, lease)
+
+    async def _begin(
+        self, ctx: RequestContext, image_id: str, store: Store
+    ) -> tuple[Image, UploadLease]:
+        """`_begin_upload`; if the request is cancelled while its transaction commits, the
+        upload it began is ended at once rather than when its lease runs out."""
+        begun = asyncio.ensure_future(to_thread.run_sync(self._begin_upload, ctx, image_id, store))
+        try:
+            return await asyncio.shield(begun)
+        except asyncio.CancelledError:
+            begun.add_done_callback(self._abort_begun)
+            raise
+
+    def _abort_begun(self, begun: asyncio.Future[tuple[Image, UploadLease]]) -> None:
+        if not begun.cancelled() and begun.exception() is None:
+            _, lease = begun.result()
+            begun.get_loop().run_in_executor(None, self._abort, lease)
 
     def _store(self, store_id: str | None) -> Store:
         try:

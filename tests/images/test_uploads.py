@@ -7,7 +7,9 @@ the store: the image in `saving`, its lease row, and a staging file of partial b
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
 from app.images.errors import InvalidImageTransition
@@ -211,3 +214,41 @@ def test_the_repository_refuses_every_forbidden_transition(
         image = session.get(Image, image_id)
         assert image is not None
         assert image.status == from_
+
+
+def test_an_upload_cancelled_while_it_begins_is_ended_at_once(
+    app: FastAPI, client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that goes away while the upload's first transaction commits: the image does
+    not wait in `saving` for its lease to run out."""
+    data = app.state.data_service
+    begin = data._begin_upload
+    committed = threading.Event()
+
+    def slow_begin(*args: object) -> object:
+        time.sleep(0.3)  # the request is cancelled meanwhile
+        try:
+            return begin(*args)
+        finally:
+            committed.set()
+
+    monkeypatch.setattr(data, "_begin_upload", slow_begin)
+    image_id = create(client)
+
+    async def cancelled_upload() -> None:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"never read"
+
+        owner = RequestContext("project-a", "user-a", frozenset({"member", "reader"}))
+        task = asyncio.create_task(data.upload(owner, image_id, body()))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(committed.wait, 5)
+        await asyncio.sleep(0.5)  # the clean-up runs in a thread once the commit is done
+
+    asyncio.run(cancelled_upload())
+    assert status_of(client, image_id) == "queued"
+    with db.session() as session:
+        assert session.get(ImageUpload, image_id) is None
