@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import Forbidden
-from app.images.errors import ReadOnlyAttribute
+from app.images.errors import ReadOnlyAttribute, ReservedAttribute
 
 # Shown, never settable by a client.
 READ_ONLY = frozenset(
@@ -54,4 +53,4 @@ def check_settable(name: str, *, creating: bool) -> None:
     if (name in READ_ONLY and not (creating and name == "id")) or name in DISALLOWED:
         raise ReadOnlyAttribute(name)
     if is_reserved(name):
-        raise Forbidden(detail=f"Attribute '{name}' is reserved.")
+        raise ReservedAttribute(name)

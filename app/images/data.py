@@ -20,8 +20,9 @@ from app.config import LimitSettings, UploadSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import BadRequest, Conflict, Forbidden
+from app.errors import BadRequest, Forbidden
 from app.images import policy
+from app.images.errors import ImageChanged
 from app.images.ingest import (
     Expectations,
     ImageTooLarge,
@@ -51,11 +52,6 @@ class FormatsNotSet(BadRequest):
         super().__init__(
             "Properties disk_format, container_format must be set prior to saving data."
         )
-
-
-class ImageChanged(Conflict):
-    def __init__(self, image_id: str, doing: str):
-        super().__init__(f"Image {image_id} changed while {doing}; retry.")
 
 
 class DownloadOfDeactivated(Forbidden):

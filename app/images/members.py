@@ -10,10 +10,16 @@ from app.config import LimitSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.errors import NotFound
 from app.images import policy
 from app.images.attributes import MEMBER_STATUSES
-from app.images.errors import PolicyDenied, QuotaExceeded
+from app.images.errors import (
+    InvalidMemberStatus,
+    MemberDuplicated,
+    MembersOfUnsharedImage,
+    PolicyDenied,
+    QuotaExceeded,
+)
 from app.images.models import Image, ImageMember
 from app.images.repository import ImageRepository
 from app.images.service import ImageService
@@ -34,7 +40,7 @@ class MemberService:
             repo = ImageRepository(session)
             image = self._image(repo, ctx, image_id, "get_members")
             if image.visibility != "shared":
-                raise Forbidden(
+                raise MembersOfUnsharedImage(
                     f"Not allowed to list members for image {image_id}: "
                     "Only shared images have members."
                 )
@@ -60,9 +66,11 @@ class MemberService:
                 image = self._image(repo, ctx, image_id, "add_member")
                 policy.require_owner_member(ctx, image, "add_member")
                 if image.visibility != "shared":
-                    raise Forbidden(f"Not allowed to create members for image {image_id}.")
+                    raise MembersOfUnsharedImage(
+                        f"Not allowed to create members for image {image_id}."
+                    )
                 if repo.find_member(image_id, member_id) is not None:
-                    raise Conflict(f"Member {member_id} is duplicated for image {image_id}")
+                    raise MemberDuplicated(member_id, image_id)
                 count = len(repo.list_members(image_id))
                 limit = self.limits.image_member_quota
                 if 0 <= limit <= count:
@@ -75,15 +83,13 @@ class MemberService:
                 session.flush()
                 return member
         except IntegrityError as exc:  # the same member added concurrently
-            raise Conflict(f"Member {member_id} is duplicated for image {image_id}") from exc
+            raise MemberDuplicated(member_id, image_id) from exc
 
     def update(
         self, ctx: RequestContext, image_id: str, member_id: str, status: object
     ) -> ImageMember:
         if status not in MEMBER_STATUSES:
-            raise BadRequest(
-                'Incorrect request: Status must be "pending", "accepted" or "rejected".'
-            )
+            raise InvalidMemberStatus()
         with self.db.session() as session:
             repo = ImageRepository(session, lock=True)
             image = self._image(repo, ctx, image_id, "modify_member")

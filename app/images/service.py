@@ -13,9 +13,26 @@ from app.config import LimitSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.errors import NotFound
 from app.images import attributes, policy
-from app.images.errors import ImageIdTaken, ImageNotFound, QuotaExceeded
+from app.images.errors import (
+    CoreAttributeRemoval,
+    ForeignOwner,
+    FormatChangeDenied,
+    ImageChanged,
+    ImageIdTaken,
+    ImageNotFound,
+    ImageProtected,
+    InvalidAttributeValue,
+    OwnerChangeDenied,
+    PropertyExists,
+    PropertyMissing,
+    PropertyTooLong,
+    QuotaExceeded,
+    StatusActionRefused,
+    TagNotFound,
+    UnknownMarker,
+)
 from app.images.models import Image
 from app.images.query import ImageListQuery
 from app.images.repository import ImageRecord, ImageRepository
@@ -70,26 +87,6 @@ class RemoveAttribute:
 ImageChange = SetAttribute | RemoveAttribute
 
 
-class PropertyExists(Conflict):
-    def __init__(self, name: str):
-        super().__init__(detail=f"Property {name} already present.")
-
-
-class PropertyMissing(Conflict):
-    def __init__(self, name: str):
-        super().__init__(detail=f"Property {name} does not exist.")
-
-
-class InvalidAttributeValue(BadRequest):
-    def __init__(self, name: str, value: Any, reason: str):
-        super().__init__(f"Invalid value '{value}' for parameter '{name}': {reason}")
-
-
-class StatusActionRefused(Forbidden):
-    def __init__(self, action: str, status: str):
-        super().__init__(f"Not allowed to {action} image in status '{status}'")
-
-
 def _deduplicate(tags: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
@@ -119,7 +116,7 @@ class ImageService:
         with self.db.session(write=False) as session:
             repo = ImageRepository(session)
             if query.marker is not None and not repo.is_listable(ctx, query, query.marker):
-                raise BadRequest(f"No image found with ID {query.marker}")
+                raise UnknownMarker(query.marker)
             if query.limit == 0:
                 return []
             return repo.load(repo.find_page(ctx, query))
@@ -132,7 +129,7 @@ class ImageService:
         self._check_values(new.min_ram, new.min_disk, new.properties)
         policy.require_member(ctx, "add_image")
         if new.owner != ctx.project_id and not ctx.is_admin:
-            raise Forbidden(detail=f"You are not permitted to create images owned by '{new.owner}'")
+            raise ForeignOwner(new.owner)
         policy.require_visibility_allowed(ctx, new.visibility)
         properties = dict(new.properties)
         tags = _deduplicate(new.tags)
@@ -173,7 +170,7 @@ class ImageService:
             changed = {k for k in attributes.WRITABLE_COLUMNS if document[k] != getattr(image, k)}
             if changed & {"disk_format", "container_format"} and image.status != ImageStatus.QUEUED:
                 name = sorted(changed & {"disk_format", "container_format"})[0]
-                raise Forbidden(f"Attribute '{name}' can be only replaced for a queued image.")
+                raise FormatChangeDenied(name)
             if "visibility" in changed:
                 policy.require_visibility_allowed(ctx, document["visibility"])
             tags = _deduplicate(document["tags"])
@@ -195,9 +192,9 @@ class ImageService:
             image = self.visible_image(repo, ctx, image_id, missing=missing)
             policy.require_owner_member(ctx, image, "delete_image")
             if image.protected:
-                raise Forbidden(f"Image {image_id} is protected and cannot be deleted.")
+                raise ImageProtected(image_id)
             if not repo.transition(image.id, from_=image.status, to=ImageStatus.DELETED):
-                raise Conflict(f"Image {image_id} changed while it was being deleted; retry.")
+                raise ImageChanged(image_id, "it was being deleted")
             locations = [location.url for location in repo.locations(image.id)]
             # An upload still running (or whose process died) loses the image with its lease;
             # its partial bytes go with the rest.
@@ -248,7 +245,7 @@ class ImageService:
                 self._check_quotas({}, new_tags)
             else:
                 if tag not in tags:
-                    raise NotFound()
+                    raise TagNotFound()
                 new_tags = [t for t in tags if t != tag]
             repo.replace_tags(image.id, tags, new_tags)
             image.updated_at = utcnow()
@@ -301,9 +298,9 @@ class ImageService:
         name = change.name
         attributes.check_settable(name, creating=False)
         if isinstance(change, RemoveAttribute) and name in attributes.WRITABLE_CORE:
-            raise Forbidden(detail=f"Property {name} may not be removed.")
+            raise CoreAttributeRemoval(name)
         if name == "owner" and not ctx.is_admin:
-            raise Forbidden(detail="Owner can't be updated by non admin.")
+            raise OwnerChangeDenied()
 
     @staticmethod
     def _check_values(min_ram: int, min_disk: int, properties: Mapping[str, str]) -> None:
@@ -315,9 +312,11 @@ class ImageService:
                 raise InvalidAttributeValue(name, value, f"Cannot be greater than {MAX_INTEGER}")
         for name, text in properties.items():
             if len(name) > MAX_PROPERTY_NAME:
-                raise BadRequest(f"Property name is longer than {MAX_PROPERTY_NAME} characters.")
+                raise PropertyTooLong(
+                    f"Property name is longer than {MAX_PROPERTY_NAME} characters."
+                )
             if len(text) > MAX_PROPERTY_VALUE:
-                raise BadRequest(
+                raise PropertyTooLong(
                     f"Value of property {name!r} is longer than {MAX_PROPERTY_VALUE} characters."
                 )
 
