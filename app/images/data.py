@@ -36,7 +36,7 @@ from app.images.models import Image, ImageLocation
 from app.images.repository import ImageRepository
 from app.images.service import ImageService
 from app.images.status import WITHOUT_DATA, ImageStatus
-from app.images.uploads import CLEARED_DATA_FACTS, UploadLease, UploadLeases
+from app.images.uploads import UploadLease, UploadLeases
 from app.storage.base import Capability, Store
 from app.storage.errors import StoreError, UnknownStore
 from app.storage.registry import StoreRegistry
@@ -139,7 +139,7 @@ class ImageDataService:
         except BaseException:
             # Shielded: this must finish even when the request was cancelled (client gone), or
             # the image would stay in `saving` until its lease ran out.
-            await asyncio.shield(to_thread.run_sync(self._abort, lease))
+            await asyncio.shield(to_thread.run_sync(self.leases.abort, lease))
             raise
         if not await to_thread.run_sync(self._activate, lease, store, facts):
             await store.delete(facts.stored[0].location)
@@ -160,7 +160,7 @@ class ImageDataService:
     def _abort_begun(self, begun: asyncio.Future[tuple[Image, UploadLease]]) -> None:
         if not begun.cancelled() and begun.exception() is None:
             _, lease = begun.result()
-            begun.get_loop().run_in_executor(None, self._abort, lease)
+            begun.get_loop().run_in_executor(None, self.leases.abort, lease)
 
     def _store(self, store_id: str | None) -> Store:
         try:
@@ -176,11 +176,10 @@ class ImageDataService:
             repo = ImageRepository(session, lock=True)
             image = ImageService.visible_image(repo, ctx, image_id)
             policy.require_owner_member(ctx, image, "upload_image")
-            # The row lock (or SQLite's single writer) makes this the only claimant.
-            moved = repo.transition(image_id, from_=image.status, to=ImageStatus.SAVING)
             if not (image.disk_format and image.container_format):
                 raise FormatsNotSet()
-            if not moved:
+            # The row lock (or SQLite's single writer) makes this the only claimant.
+            if not repo.transition(image_id, from_=image.status, to=ImageStatus.SAVING):
                 raise ImageChanged(image_id, "its upload started")
             return image, self.leases.take(session, image_id, ImageStatus.SAVING, store.store_id)
 
@@ -206,14 +205,6 @@ class ImageDataService:
                 )
             )
             return True
-
-    def _abort(self, lease: UploadLease) -> None:
-        """A failed upload leaves the image as it was: `queued`, with no data facts."""
-        with self.db.session() as session:
-            if self.leases.release(session, lease):
-                ImageRepository(session).transition(
-                    lease.image_id, from_=lease.status, to=ImageStatus.QUEUED, **CLEARED_DATA_FACTS
-                )
 
     # --- recovery after a crash ----------------------------------------------------------------
 

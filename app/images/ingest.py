@@ -134,7 +134,7 @@ async def ingest(
     writers: list[StoreWriter] = []
     pipeline: _Pipeline | None = None
     stored: list[tuple[Store, StoredObject]] = []
-    watchdog = _Watchdog(idle_timeout) if idle_timeout is not None else None
+    watchdog = _Watchdog(idle_timeout)
     try:
         for target in targets:
             writers.append(await target.store.open_writer(target.key, expect.size))
@@ -145,22 +145,18 @@ async def ingest(
             inspector=FormatInspector(inspection.declared_format) if inspection else None,
         )
         while True:
-            if watchdog is not None:
-                watchdog.waiting()
+            watchdog.waiting()
             chunk = await anext(source, None)
+            watchdog.received()
             if chunk is None:
                 break
-            if watchdog is not None:
-                watchdog.received()
             await pipeline.receive(chunk)
-        if watchdog is not None:
-            watchdog.stop()
         await pipeline.finish()
         facts = pipeline.facts(expect, inspection)
         for target, writer in zip(targets, writers, strict=True):
             stored.append((target.store, await writer.commit()))
     except BaseException as error:
-        stalled = watchdog.stalled(error) if watchdog is not None else None
+        stalled = watchdog.stalled(error)
         if pipeline is not None:
             await pipeline.abandon()
         await asyncio.shield(_undo(writers, stored))
@@ -169,8 +165,7 @@ async def ingest(
             raise
         raise translated from error
     finally:
-        if watchdog is not None:
-            watchdog.stop()
+        watchdog.stop()
         if pipeline is not None:
             pipeline.close()
     return IngestFacts(**facts, stored=tuple(obj for _, obj in stored))
@@ -197,16 +192,19 @@ class _Watchdog:
 
     One timer per ingest instead of one per chunk (`asyncio.timeout` around every read costs
     microseconds per chunk, and a GiB arrives in tens of thousands of them). Time spent waiting
-    for the stores (back-pressure) does not count: only waits for the source do.
+    for the stores (back-pressure) does not count: only waits for the source do. With
+    `idle_timeout` None it never fires.
     """
 
-    def __init__(self, idle_timeout: float):
-        self.idle_timeout = idle_timeout
+    def __init__(self, idle_timeout: float | None):
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         self.waiting_since: float | None = None
         self.fired = False
-        self._timer = self.loop.call_later(idle_timeout, self._check)
+        self.idle_timeout = idle_timeout or 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        if idle_timeout is not None:
+            self._timer = self.loop.call_later(idle_timeout, self._check)
 
     def waiting(self) -> None:
         self.waiting_since = self.loop.time()
@@ -235,7 +233,8 @@ class _Watchdog:
         return SourceStalled(self.idle_timeout)
 
     def stop(self) -> None:
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class _Pipeline:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from anyio import to_thread
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from app.db.base import utcnow
@@ -36,7 +37,7 @@ T = TypeVar("T")
 
 DISCARD_UPLOAD_JOB = "image.discard_upload"
 # What an image that goes back to `queued` must not keep from the data it did not get.
-CLEARED_DATA_FACTS: dict[str, Any] = {
+_CLEARED_DATA_FACTS: dict[str, Any] = {
     "size": None,
     "virtual_size": None,
     "checksum": None,
@@ -79,6 +80,22 @@ def _lease_of(row: ImageUpload) -> UploadLease:
         store_id=row.store_id,
         object_key=row.object_key,
         holder=row.holder,
+    )
+
+
+def _ours(lease: UploadLease) -> list[ColumnElement[bool]]:
+    """The lease row, as long as it is still this upload's."""
+    return [col(ImageUpload.image_id) == lease.image_id, col(ImageUpload.holder) == lease.holder]
+
+
+def _one_row(result: Any) -> bool:
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _requeue(session: Session, image_id: str, status: ImageStatus) -> bool:
+    """The image back to `queued`, without the facts of data it did not get."""
+    return ImageRepository(session).transition(
+        image_id, from_=status, to=ImageStatus.QUEUED, **_CLEARED_DATA_FACTS
     )
 
 
@@ -131,13 +148,7 @@ class UploadLeases:
     @staticmethod
     def release(session: Session, lease: UploadLease) -> bool:
         """Drops the lease; False when it was no longer this upload's (recovered or deleted)."""
-        result = session.execute(
-            sa.delete(ImageUpload).where(
-                col(ImageUpload.image_id) == lease.image_id,
-                col(ImageUpload.holder) == lease.holder,
-            )
-        )
-        return bool(getattr(result, "rowcount", 0) == 1)
+        return _one_row(session.execute(sa.delete(ImageUpload).where(*_ours(lease))))
 
     @staticmethod
     def release_any(session: Session, image_id: str) -> dict[str, str] | None:
@@ -149,19 +160,22 @@ class UploadLeases:
         session.delete(lease)
         return discard_payload(lease.store_id, lease.object_key)
 
+    def abort(self, lease: UploadLease) -> None:
+        """A failed upload leaves its image as it was: `queued`, with no data facts (unless
+        it no longer held the image)."""
+        with self.db.session() as session:
+            if self.release(session, lease):
+                _requeue(session, lease.image_id, lease.status)
+
     # --- while the bytes flow -------------------------------------------------------------
 
     def renew(self, lease: UploadLease) -> bool:
         with self.db.session() as session:
-            result = session.execute(
-                sa.update(ImageUpload)
-                .where(
-                    col(ImageUpload.image_id) == lease.image_id,
-                    col(ImageUpload.holder) == lease.holder,
+            return _one_row(
+                session.execute(
+                    sa.update(ImageUpload).where(*_ours(lease)).values(lease_until=self._until())
                 )
-                .values(lease_until=self._until())
             )
-            return bool(getattr(result, "rowcount", 0) == 1)
 
     async def hold(self, lease: UploadLease, work: Coroutine[Any, Any, T]) -> T:
         """Runs `work` while renewing the lease; cancels it when the lease is lost (the image
@@ -218,17 +232,11 @@ class UploadLeases:
         for lease in expired:
             with self.db.session() as session:
                 taken = session.execute(
-                    sa.delete(ImageUpload).where(
-                        col(ImageUpload.image_id) == lease.image_id,
-                        col(ImageUpload.holder) == lease.holder,
-                        col(ImageUpload.lease_until) < now,
-                    )
+                    sa.delete(ImageUpload).where(*_ours(lease), col(ImageUpload.lease_until) < now)
                 )
-                if getattr(taken, "rowcount", 0) != 1:
+                if not _one_row(taken):
                     continue  # renewed or ended meanwhile
-                ImageRepository(session).transition(
-                    lease.image_id, from_=lease.status, to=ImageStatus.QUEUED, **CLEARED_DATA_FACTS
-                )
+                _requeue(session, lease.image_id, lease.status)
                 enqueue(
                     session,
                     DISCARD_UPLOAD_JOB,
@@ -257,11 +265,7 @@ class UploadLeases:
                     ~sa.exists().where(col(ImageUpload.image_id) == col(Image.id)),
                 )
             ).all()
-            repo = ImageRepository(session)
-            return sum(
-                repo.transition(image_id, from_=status, to=ImageStatus.QUEUED, **CLEARED_DATA_FACTS)
-                for image_id in stalled
-            )
+            return sum(_requeue(session, image_id, status) for image_id in stalled)
 
     def live_keys(self) -> set[str]:
         """Object keys of uploads whose lease is live: their staged bytes are in use."""
