@@ -64,6 +64,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from provenance import source_commit
 
 OPERATIONS: tuple[str, ...] = ("list", "show", "create")
 LIST_PAGE_SIZE = 100
@@ -719,6 +720,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 
 async def run(settings: Settings) -> dict[str, Any]:
     started = datetime.now(UTC)
+    commit = source_commit()
     results: list[TargetResult] = []
     for target in settings.targets:
         results.append(await bench_target(target, settings))
@@ -728,6 +730,7 @@ async def run(settings: Settings) -> dict[str, Any]:
     report: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
         "settings": {
             "images": settings.images,
             "load_clients": settings.load_clients,

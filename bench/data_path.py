@@ -86,6 +86,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from provenance import source_commit
+
 MB = 1_000_000
 MIB = 1 << 20
 BATCH = 8 * MIB
@@ -825,6 +827,7 @@ def report(
     size: int,
     args: argparse.Namespace,
     copies: int,
+    commit: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     lines: list[str] = []
     cache = "dropped before every upload" if args.drop_caches else "not dropped"
@@ -999,6 +1002,7 @@ def report(
 
     doc: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -1092,6 +1096,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    commit = source_commit()
     for tool in ("curl", "cat"):
         if shutil.which(tool) is None:
             log(f"{tool} not found")
@@ -1163,7 +1168,7 @@ def main(argv: list[str] | None = None) -> int:
         if owned and not args.keep_file:
             path.unlink(missing_ok=True)
 
-    text, doc = report(limits, targets, size, args, copies)
+    text, doc = report(limits, targets, size, args, copies, commit)
     print(text, flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,16 @@
 #   check_targets                       # BENCH_TARGETS, bench/glance/, GLINT_BIN -> GLINT_PATH
 #   default_python 'import httpx'       # PYTHON, if unset: the python next to glint
 #                                       # (if it runs the probe; '' = no probe), else python3
+#   check_chart_python                  # die now if PYTHON cannot import matplotlib
 #   check_ports_free                    # die if something answers on a wanted port
 #   make_work_dir glint-foo-bench       # WORK=<TMPDIR or /tmp>/glint-foo-bench.XXXXXX
 #   install_cleanup_trap                # from here on every exit runs cleanup_on_exit
 #   if want_target glint; then start_glint; fi     # GLINT_PID, GLINT_URL
 #   if want_target glance; then start_glance; fi   # GLANCE_URL; glance_pid prints its pid
+#   stamp="$(file_stamp "$JSON_OUT")"; rc=0
+#   "$PYTHON" bench/foo.py ... --json "$JSON_OUT" || rc=$?
+#   if ! chart_results "$JSON_OUT" "$stamp" && [ "$rc" = 0 ]; then rc=1; fi
+#   exit "$rc"                          # chart_results: the PNG next to the JSON
 #
 # cleanup_on_exit stops Glint's process group and Glance, prints
 # the last lines of the logs if the exit status is not 0, then removes WORK,
@@ -24,7 +29,7 @@
 # redefine keep_work_dir (after sourcing) to prune WORK first.  The exit
 # status is kept; INT and TERM exit with 130.
 #
-# Reads BENCH_TARGETS, GLINT_BIN, BENCH_KEEP, TMPDIR and GLANCE_VENV (passed
+# Reads BENCH_TARGETS, GLINT_BIN, BENCH_KEEP, BENCH_CHART, TMPDIR and GLANCE_VENV (passed
 # on to bench/glance/install.sh: Glance's venv, built once and reused; default
 # bench/.work/glance-venv) from the environment; GLINT_PORT and GLANCE_PORT are
 # the runner's to set.
@@ -76,6 +81,41 @@ default_python() {
     PYTHON="$near"
   fi
   return 0
+}
+
+# check_chart_python: unless BENCH_CHART=0, die if PYTHON cannot import matplotlib,
+# which bench/chart.py needs to draw the results, saying how to install it.  Run it
+# before anything starts: a missing chart should not show after the measurement.
+check_chart_python() {
+  [ "${BENCH_CHART:-1}" != 0 ] || return 0
+  "$PYTHON" -c 'import matplotlib' 2>/dev/null && return 0
+  say "$PYTHON cannot import matplotlib, which draws the chart of the results (bench/chart.py)."
+  say "Install it into that Python's environment: cd $REPO && pip install -e '.[bench]'"
+  die "(or set PYTHON to a Python that has it, or BENCH_CHART=0 for the JSON only)"
+}
+
+# file_stamp FILE: FILE's modification time (to the nanosecond), nothing if it is missing.
+file_stamp() { stat -c %y -- "$1" 2>/dev/null || true; }
+
+# chart_results JSON STAMP: if JSON was written since STAMP (its file_stamp before the
+# measurement), draw it into the PNG next to it with bench/chart.py (unless
+# BENCH_CHART=0); returns 1 if that fails.  Also after a failed measurement: whatever
+# it wrote is charted.
+chart_results() {
+  local json=$1 stamp=$2
+  if [ ! -s "$json" ] || [ "$(file_stamp "$json")" = "$stamp" ]; then
+    say "no results written to $json, so no chart"
+    return 0
+  fi
+  if [ "${BENCH_CHART:-1}" = 0 ]; then
+    say "no chart (BENCH_CHART=0)"
+    return 0
+  fi
+  if "$PYTHON" "$REPO/bench/chart.py" "$json"; then
+    return 0
+  fi
+  say "the chart of $json failed; draw it again with: $PYTHON bench/chart.py $json"
+  return 1
 }
 
 # port_busy PORT: does anything answer HTTP on 127.0.0.1:PORT?

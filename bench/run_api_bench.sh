@@ -7,7 +7,8 @@
 #   - Glint:  GLINT_DATA_DIR=<tmp>/glint $GLINT_BIN serve --host 127.0.0.1 --port $BENCH_GLINT_PORT
 #   - Glance: bench/glance/install.sh + start.sh (state in <tmp>/glance),
 # waits for /healthcheck on both, runs bench/api_latency.py against both
-# (Glint first, so the ratios are glint/glance), then stops both and removes
+# (Glint first, so the ratios are glint/glance), charts the results
+# (bench/chart.py: a PNG next to the JSON), then stops both and removes
 # the temporary directory (trap, also on error or Ctrl-C).  On demand only,
 # never in CI: the default of 10,000 images takes several minutes to load
 # into Glance.
@@ -16,12 +17,14 @@
 #
 # Environment (all optional):
 #   GLINT_BIN          glint command (default: glint on PATH)
-#   PYTHON             interpreter with httpx (default: the python next to
-#                      GLINT_BIN if it has httpx, else python3)
+#   PYTHON             interpreter with httpx, and matplotlib for the chart (default: the
+#                      python next to GLINT_BIN if it has httpx, else python3)
 #   BENCH_GLINT_PORT   default 9393
 #   BENCH_GLANCE_PORT  default 9494
 #   BENCH_TARGETS      glint,glance (default) | glint | glance
-#   BENCH_JSON         results file (default bench/results/api_latency-<UTC time>.json)
+#   BENCH_JSON         results file (default bench/results/api_latency-<UTC time>.json);
+#                      the chart goes next to it, same name with .png (bench/chart.py)
+#   BENCH_CHART=0      no chart (then matplotlib is not needed)
 #   BENCH_KEEP=1       keep the temporary directory (databases, logs)
 #   GLANCE_VENV        Glance's venv, passed on to bench/glance/install.sh (default
 #                      bench/.work/glance-venv; about 2 minutes to build once, then reused)
@@ -38,6 +41,7 @@ JSON_OUT="${BENCH_JSON:-$HERE/results/api_latency-$(date -u +%Y%m%dT%H%M%SZ).jso
 check_targets
 default_python 'import httpx'
 "$PYTHON" -c 'import httpx' 2>/dev/null || die "$PYTHON cannot import httpx; set PYTHON"
+check_chart_python
 check_ports_free
 
 make_work_dir glint-api-bench
@@ -55,4 +59,8 @@ fi
 
 mkdir -p "$(dirname "$JSON_OUT")"
 say "running api_latency.py with $PYTHON"
-"$PYTHON" "$HERE/api_latency.py" "${ARGS[@]}" --json "$JSON_OUT" "$@"
+stamp="$(file_stamp "$JSON_OUT")"
+rc=0
+"$PYTHON" "$HERE/api_latency.py" "${ARGS[@]}" --json "$JSON_OUT" "$@" || rc=$?
+if ! chart_results "$JSON_OUT" "$stamp" && [ "$rc" = 0 ]; then rc=1; fi
+exit "$rc"

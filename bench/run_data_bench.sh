@@ -9,7 +9,8 @@
 #   - Glint:  GLINT_DATA_DIR=<tmp>/glint $GLINT_BIN serve --host 127.0.0.1 --port $BENCH_GLINT_PORT
 #   - Glance: bench/glance/install.sh + start.sh (state in <tmp>/glance),
 # waits for /healthcheck on both, runs bench/data_path.py against both (its
-# work dir <tmp>/bench), then stops both and removes the temporary directory,
+# work dir <tmp>/bench), charts the results (bench/chart.py: a PNG next to the
+# JSON), then stops both and removes the temporary directory,
 # random files and stored images included (trap, also on error or Ctrl-C).
 # On demand only, never in CI: about 10 minutes, and it writes ~ 30 GiB to
 # the disk (peak ~ 7 GiB in use).
@@ -18,8 +19,9 @@
 #
 # Environment (all optional):
 #   GLINT_BIN          glint command (default: glint on PATH)
-#   PYTHON             Python >= 3.11 (data_path.py needs only the standard library;
-#                      default: the python next to GLINT_BIN, else python3)
+#   PYTHON             Python >= 3.11 with matplotlib for the chart (data_path.py itself
+#                      needs only the standard library; default: the python next to
+#                      GLINT_BIN, else python3)
 #   BENCH_GLINT_PORT   default 9396
 #   BENCH_GLANCE_PORT  default 9496
 #   BENCH_TARGETS      glint,glance (default) | glint | glance
@@ -27,7 +29,9 @@
 #                      read (needs root; passes --drop-caches)
 #   BENCH_WAIT_QUIET=N  before each measurement wait up to N s for >= 90 % idle CPU
 #                      (the machine may be shared; passes --wait-quiet N)
-#   BENCH_JSON         results file (default bench/results/data_path-<UTC time>.json)
+#   BENCH_JSON         results file (default bench/results/data_path-<UTC time>.json);
+#                      the chart goes next to it, same name with .png (bench/chart.py)
+#   BENCH_CHART=0      no chart (then matplotlib is not needed)
 #   BENCH_TIMEOUT      seconds the measurement may take in all (default 3600)
 #   BENCH_KEEP=1       keep the temporary directory (logs; the big files are removed anyway)
 #   TMPDIR             where the temporary directory goes (default /tmp)
@@ -50,6 +54,7 @@ command -v curl >/dev/null || die "curl not found"
 default_python ''   # any python next to glint will do
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
   || die "$PYTHON is not Python >= 3.11; set PYTHON"
+check_chart_python
 check_ports_free
 
 make_work_dir glint-data-bench
@@ -81,6 +86,10 @@ fi
 
 mkdir -p "$(dirname "$JSON_OUT")"
 say "running data_path.py with $PYTHON (time limit ${RUN_TIMEOUT}s)"
+stamp="$(file_stamp "$JSON_OUT")"
+rc=0
 # SIGINT on timeout: data_path.py removes its random file on the way out.
 timeout --signal=INT --kill-after=60 "$RUN_TIMEOUT" \
-  "$PYTHON" "$HERE/data_path.py" "${ARGS[@]}" --json "$JSON_OUT" "$@"
+  "$PYTHON" "$HERE/data_path.py" "${ARGS[@]}" --json "$JSON_OUT" "$@" || rc=$?
+if ! chart_results "$JSON_OUT" "$stamp" && [ "$rc" = 0 ]; then rc=1; fi
+exit "$rc"
