@@ -1,4 +1,5 @@
-# Glint's container image: one image for both roles (`glint serve`, and later `glint worker`).
+# Glint's container image: one image for every role (`glint serve`, `glint worker`, `glint db
+# upgrade`; compose.yaml runs them all on PostgreSQL).
 #   docker build -t glint .
 #   docker run -p 9292:9292 -v glint-data:/var/lib/glint glint
 # Settings come from the environment (GLINT_<GROUP>__<FIELD>) or a TOML file named by GLINT_CONFIG.

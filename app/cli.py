@@ -1,24 +1,64 @@
-"""The `glint` command: serve, db upgrade, openapi."""
+"""The `glint` command: serve, worker, scrub, db upgrade, openapi."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import shutil
+import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from app.config import Settings, SettingsError, load_settings
+from app import logs
+from app.config import LOG_LEVELS, Settings, SettingsError, load_settings
 
 log = logging.getLogger("glint")
 
+# prometheus-client's multiprocess mode (see app/metrics.py).
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+DEFAULT_HEARTBEAT = Path(tempfile.gettempdir()) / "glint-worker.heartbeat"
+
 
 def _settings() -> Settings:
+    """The settings, and logging set up as they (and `glint --log-level`) say."""
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+    logs.configure(_log_level(settings), settings.logging.format)
+    return settings
+
+
+def _log_level(settings: Settings) -> str:
+    given: str | None = click.get_current_context().find_root().params.get("log_level")
+    return given.lower() if given else settings.logging.level
+
+
+@contextmanager
+def _metrics_directory(settings: Settings) -> Iterator[None]:
+    """A fresh, private PROMETHEUS_MULTIPROC_DIR for the server processes of one `glint serve`
+    (they inherit the environment), removed when it ends: their metrics are added up from
+    there, and none are left from an earlier run."""
+    if not settings.metrics.enabled:
+        yield
+        return
+    previous = os.environ.get(MULTIPROC_DIR)
+    directory = tempfile.mkdtemp(prefix="glint-metrics-")
+    os.environ[MULTIPROC_DIR] = directory
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = previous
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _is_loopback(host: str) -> bool:
@@ -31,31 +71,43 @@ def _is_loopback(host: str) -> bool:
 
 
 @click.group()
-def main() -> None:
+@click.version_option(package_name="glint", prog_name="glint", message="%(prog)s %(version)s")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="Log this and more severe (default: GLINT_LOGGING__LEVEL, else info).",
+)
+def main(log_level: str | None) -> None:
     """Glint: the OpenStack Image service API, fast."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port to listen on (default 9292).")
 @click.option(
-    "--workers", default=None, type=int, help="Server processes (default: one per CPU core)."
+    "--workers",
+    default=None,
+    type=int,
+    help="Server processes (default: one per CPU this process may use).",
 )
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the API server (migrations are applied first)."""
+    settings = _settings()
+    # Before anything imports prometheus-client, which picks its mode when imported.
+    with _metrics_directory(settings):
+        _serve(settings, host or settings.server.host, port or settings.server.port, workers)
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int | None) -> None:
     import uvicorn
 
     from app.api.header_timeout import http_protocol
     from app.db.migrate import upgrade
 
-    settings = _settings()
-    host = host or settings.server.host
-    port = port or settings.server.port
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
+    level = _log_level(settings)
     if settings.auth.strategy == "noauth" and not _is_loopback(host):
         log.warning(
             "!!! noauth on %s: every request without identity headers acts as project %r with "
@@ -71,7 +123,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         workers=workers or settings.server.workers,
         host=host,
         port=port,
-        log_level="info",
+        # Every server process sets its logging up from this (uvicorn's loggers included).
+        log_config=logs.dict_config(level, settings.logging.format),
+        log_level=level,
+        # Glint's own access log (app/api/middleware.py) says more.
         access_log=False,
         server_header=False,
         # Room for every header at its longest line would be 100 x 16 KiB; a real client's head
@@ -82,26 +137,91 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     )
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    log.info("worker stopping (%s)", signal.Signals(signum).name)
+    raise SystemExit(0)
+
+
 @main.command()
-def worker() -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Run no jobs: exit 0 if the worker beating --heartbeat is alive and the database "
+    "answers, else 1 (a container healthcheck).",
+)
+@click.option(
+    "--heartbeat",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_HEARTBEAT,
+    show_default=True,
+    help="The file the worker keeps fresh while it works (one per worker on a machine).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics (job failures, store errors) on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address for --metrics-port.",
+)
+def worker(check: bool, heartbeat: Path, metrics_port: int | None, metrics_host: str) -> None:
     """Run background jobs (such as deleting image data) until stopped. Any number of workers
     and API processes may share one database."""
     import asyncio
 
     from app.db.engine import Database
-    from app.main import build_upload_leases, build_worker
+    from app.jobs.heartbeat import Heartbeat, why_unhealthy
+    from app.main import build_metrics, build_upload_leases, build_worker
+    from app.metrics import NO_METRICS, PrometheusMetrics
     from app.storage.registry import StoreRegistry
 
     settings = _settings()
     database = Database(settings.database_url, pool_size=settings.database.pool_size)
-    stores = StoreRegistry.from_settings(settings.storage, settings.data_dir)
-    running = build_worker(settings, database, stores, build_upload_leases(settings, database))
+    if check:
+        try:
+            problem = why_unhealthy(heartbeat) or (
+                None if database.is_reachable() else "the database does not answer"
+            )
+        finally:
+            database.dispose()
+        if problem:
+            raise click.ClickException(problem)
+        click.echo("worker alive, database reachable")
+        return
+    if metrics_port is not None and not settings.metrics.enabled:
+        raise click.ClickException("--metrics-port: metrics are off (GLINT_METRICS__ENABLED)")
+    # Recorded only where they can be read.
+    metrics = build_metrics(settings) if metrics_port is not None else NO_METRICS
+    stores = StoreRegistry.from_settings(settings.storage, settings.data_dir, metrics=metrics)
+    beating = Heartbeat(heartbeat)
+    running = build_worker(
+        settings,
+        database,
+        stores,
+        build_upload_leases(settings, database),
+        metrics,
+        on_alive=beating.beat,
+    )
+    if isinstance(metrics, PrometheusMetrics) and metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, metrics_host, registry=metrics.exposition_registry)
+        log.info("worker metrics on http://%s:%d/metrics", metrics_host, metrics_port)
     log.info("worker %s started", running.name)
+    # SIGTERM (`docker stop`) stops it as Ctrl-C does: jobs cancelled (their leases run out and
+    # they run again elsewhere), then the clean-up below.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         asyncio.run(running.run_forever())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        beating.stop()
+        metrics.close()
         database.dispose()
 
 
@@ -150,9 +270,9 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations to the configured database (SQLite, PostgreSQL, MySQL/MariaDB)."""
-    from app.db.migrate import upgrade
-
     settings = _settings()
+    from app.db.migrate import upgrade  # after the logging set-up: Alembic logs when imported
+
     upgrade(settings.database_url, revision)
     click.echo(f"database at revision {revision}")
 

@@ -7,6 +7,7 @@ named by `GLINT_CONFIG` (same groups as tables), then the defaults below.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -141,11 +142,96 @@ class UploadSettings(_Group):
     lease_seconds: float = Field(default=60.0, ge=2)
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def available_cpus(
+    cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP
+) -> int:
+    """The CPUs this process may actually use: those its affinity allows, or fewer when a
+    cgroup CPU quota (a container's `--cpus`, systemd's CPUQuota) allows less; at least 1.
+    A fractional quota counts up (1.5 CPUs: 2), so that the quota can be used in full."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root, proc_self_cgroup)
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(
+    cgroup_root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP
+) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (quota / period), the smallest along its
+    cgroup's path up to the root; None when there is none (or no cgroup file system).
+
+    cgroup v2 (unified: `cgroup.controllers` at the root) keeps it in `cpu.max` ("max 100000"
+    or "<quota> <period>"); v1 in `cpu.cfs_quota_us` (-1: none) and `cpu.cfs_period_us` under
+    the cpu controller's hierarchy. Inside a container the root is the container's own cgroup.
+    """
+    unified = (cgroup_root / "cgroup.controllers").is_file()
+    own = _own_cgroup(proc_self_cgroup, unified)
+    if unified:
+        bases = [cgroup_root]
+    else:
+        bases = [cgroup_root / name for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
+    quotas = [
+        quota
+        for base in bases
+        if base.is_dir()
+        for directory in _this_and_ancestors(base, own)
+        if (quota := _quota_in(directory, unified)) is not None
+    ]
+    return min(quotas, default=None)
+
+
+def _own_cgroup(proc_self_cgroup: Path, unified: bool) -> str:
+    """This process's cgroup path ("/" when unknown): the `0::<path>` line on v2, the line of
+    the cpu controller on v1."""
+    try:
+        lines = proc_self_cgroup.read_text().splitlines()
+    except OSError:
+        return "/"
+    for line in lines:  # "<hierarchy id>:<controllers>:<path>"
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if (unified and controllers == "") or (not unified and "cpu" in controllers.split(",")):
+            return path or "/"
+    return "/"
+
+
+def _this_and_ancestors(base: Path, own: str) -> list[Path]:
+    """`base/own`, its parents up to `base`, and `base`: those that exist. A path that does not
+    exist under `base` (a container that sees only its own cgroup) leaves just `base`."""
+    parts = [part for part in own.split("/") if part and part not in (".", "..")]
+    candidates = [base.joinpath(*parts[:depth]) for depth in range(len(parts), 0, -1)]
+    return [path for path in candidates if path.is_dir()] + [base]
+
+
+def _quota_in(directory: Path, unified: bool) -> float | None:
+    try:
+        if unified:
+            quota, _, period = (directory / "cpu.max").read_text().strip().partition(" ")
+        else:
+            quota = (directory / "cpu.cfs_quota_us").read_text().strip()
+            period = (directory / "cpu.cfs_period_us").read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        cpus = int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return cpus if cpus > 0 else None
+
+
 class ServerSettings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(default=9292, ge=1, le=65535)
-    # API processes; one per core by default (each runs the app; they share the database).
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # API processes; one per CPU this process may use by default (each runs the app; they share
+    # the database).
+    workers: int = Field(default_factory=available_cpus, ge=1, le=64)
     # Used for absolute links (versions document) when set, like Glance's public_endpoint.
     public_endpoint: str | None = None
     # Seconds a client may take to send a request line and its headers, counted from connecting
@@ -154,6 +240,28 @@ class ServerSettings(_Group):
     # is far more than a real client needs for a few KiB, even on a slow link; time between
     # requests is bounded separately by uvicorn's keep-alive timeout (5 s).
     header_timeout: float = Field(default=30.0, gt=0)
+
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+
+class LoggingSettings(_Group):
+    """What every Glint process logs (to standard error), and how; see app/logs.py."""
+
+    level: LogLevel = "info"
+    # `text`: one readable line per record; `json`: one JSON object per line.
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class MetricsSettings(_Group):
+    # `/metrics` (Prometheus); when off it answers 404 and nothing is recorded.
+    enabled: bool = True
 
 
 class Settings(BaseSettings):
@@ -170,6 +278,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from anyio import to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app.api import docs, errors, versions
+from app.api import metrics as metrics_api
+from app.api.deps import reject_unexpected_body
 from app.api.middleware import EdgeMiddleware
 from app.api.v2 import image_actions, image_data, images, json_schemas, members, tags
 from app.auth import build_strategy
@@ -22,7 +24,8 @@ from app.images.members import MemberService
 from app.images.service import ImageService
 from app.images.uploads import UploadLeases
 from app.jobs.queue import JobQueue
-from app.jobs.worker import Worker
+from app.jobs.worker import AliveHook, Worker
+from app.metrics import NO_METRICS, Metrics, PrometheusMetrics
 from app.storage.registry import StoreRegistry
 
 _API_ROUTERS = (
@@ -39,11 +42,21 @@ def build_upload_leases(settings: Settings, db: Database) -> UploadLeases:
     return UploadLeases(db, lease_seconds=settings.uploads.lease_seconds)
 
 
+def build_metrics(settings: Settings) -> Metrics:
+    return PrometheusMetrics() if settings.metrics.enabled else NO_METRICS
+
+
 def build_worker(
-    settings: Settings, db: Database, stores: StoreRegistry, leases: UploadLeases
+    settings: Settings,
+    db: Database,
+    stores: StoreRegistry,
+    leases: UploadLeases,
+    metrics: Metrics = NO_METRICS,
+    on_alive: AliveHook | None = None,
 ) -> Worker:
     """The background worker with every job handler and sweep; the API's and `glint worker`'s.
-    Jobs that `leases` enqueues wake it."""
+    Jobs that `leases` enqueues wake it. With Prometheus metrics, they count the jobs in the
+    queue too (`glint_jobs`)."""
 
     async def recover_uploads() -> None:
         await to_thread.run_sync(leases.recover_expired)
@@ -54,8 +67,12 @@ def build_worker(
         poll_interval=settings.jobs.poll_interval,
         # Twice per lease: an upload whose process died is recovered within about two leases.
         sweeps=[(settings.uploads.lease_seconds / 2, recover_uploads)],
+        metrics=metrics,
+        on_alive=on_alive,
     )
     leases.on_job_enqueued = worker.wake
+    if isinstance(metrics, PrometheusMetrics):
+        metrics.track_jobs(worker.queue.counts, worker.handlers)
     return worker
 
 
@@ -64,9 +81,10 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
         settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
     )
 
-    stores = StoreRegistry.from_settings(settings.storage, settings.data_dir)
+    metrics = build_metrics(settings)
+    stores = StoreRegistry.from_settings(settings.storage, settings.data_dir, metrics=metrics)
     leases = build_upload_leases(settings, db)
-    worker = build_worker(settings, db, stores, leases)
+    worker = build_worker(settings, db, stores, leases, metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +95,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
             await asyncio.gather(running, return_exceptions=True)
         if database is None:
             db.dispose()
+        metrics.close()
 
     app = FastAPI(
         title="Glint",
@@ -96,17 +115,21 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     state.image_create_headers = {}
     state.stores = stores
     state.worker = worker
+    state.metrics = metrics
     state.image_validator = json_schemas.make_validator(state.json_schemas["image"])
     state.image_service = ImageService(db, limits=settings.limits, on_job_enqueued=worker.wake)
     state.data_service = ImageDataService(
-        db, stores, leases, limits=settings.limits, uploads=settings.uploads
+        db, stores, leases, limits=settings.limits, uploads=settings.uploads, metrics=metrics
     )
     state.member_service = MemberService(db, limits=settings.limits)
 
-    app.include_router(versions.router)
+    body_check = [Depends(reject_unexpected_body)]
+    app.include_router(versions.router, dependencies=body_check)
     for router in _API_ROUTERS:
-        app.include_router(router)
+        app.include_router(router, dependencies=body_check)
     state.api_routes = [route for router in _API_ROUTERS for route in router.routes]
+    if settings.metrics.enabled:
+        app.include_router(metrics_api.router)
 
     docs.install(app)
     errors.install(app)
@@ -116,6 +139,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
         versions_response=versions.multiple_choices,
         max_request_id_length=settings.limits.max_request_id_length,
         max_header_line=settings.limits.max_header_line,
+        metrics=metrics,
     )
     return app
 

@@ -7,6 +7,7 @@ never skipped). Server URLs: GLINT_TEST_POSTGRES_URL, GLINT_TEST_MYSQL_URL.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app import logs as app_logs
 from app.config import Settings, default_settings
 from app.db.engine import Database, normalise_url
 from app.db.migrate import upgrade
@@ -97,3 +99,23 @@ def app(settings: Settings, db: Database) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def isolated_logging() -> Iterator[None]:
+    """Undoes what `app.logs.configure` (run by CLI commands invoked in-process) does to this
+    process's logging: its handler would outlive the test, writing to a closed stream."""
+    loggers = [
+        logging.getLogger(),
+        *map(logging.getLogger, app_logs.dict_config("info", "text")["loggers"]),
+    ]
+    saved = [
+        (logger, logger.level, logger.handlers[:], logger.filters[:], logger.propagate)
+        for logger in loggers
+    ]
+    yield
+    for logger, level, handlers, filters, propagate in saved:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.filters[:] = filters
+        logger.propagate = propagate

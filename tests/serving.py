@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +52,11 @@ def serve(
     host: str = "127.0.0.1",
     settings: Mapping[str, str] | None = None,
     log_name: str = "serve.log",
+    options: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """Starts `python -m app.cli serve` with only GLINT_DATA_DIR set (the embedded default) and
-    `settings` (GLINT_* variables), and waits for GET /healthcheck; always stops the process.
-    Talks to it over loopback only."""
+    """Starts `python -m app.cli [options] serve` with only GLINT_DATA_DIR set (the embedded
+    default) and `settings` (GLINT_* variables, and any other environment variables), and waits
+    for GET /healthcheck; always stops the process. Talks to it over loopback only."""
     port = free_port(host)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLINT_")}
     env["GLINT_DATA_DIR"] = str(tmp_path / "data")
@@ -63,7 +64,17 @@ def serve(
     log = tmp_path / log_name
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", host, "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                *options,
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
             cwd=tmp_path,
             env=env,
             stdout=sink,

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import json
 import os
 import pickle
 import re
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -21,11 +27,20 @@ import uvicorn
 from click.testing import CliRunner
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app import logs
 from app.api.header_timeout import HeaderTimeoutProtocol
 from app.api.openapi import render_document
-from app.cli import main
+from app.cli import MULTIPROC_DIR, main
+from app.db.engine import Database
+from app.jobs.heartbeat import GRACE_SECONDS, why_unhealthy
+from app.jobs.queue import enqueue
 from app.tables import metadata
-from tests.serving import serve
+from tests.serving import free_port, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# CLI commands run in-process set logging up for this process.
+pytestmark = pytest.mark.usefixtures("isolated_logging")
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +48,163 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("GLINT_") and not name.startswith("GLINT_TEST_"):
             monkeypatch.delenv(name)
+
+
+def test_version_is_the_package_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"glint {importlib.metadata.version('glint')}\n"
+
+
+def _commands(group: click.Group, prefix: str = "glint") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        yield f"{prefix} {name}", command
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix} {name}")
+
+
+def test_the_readme_lists_every_command_and_global_option() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The `glint` command", 1)[1].split("\n## ", 1)[0]
+    for path, command in _commands(main):
+        if not isinstance(command, click.Group):
+            assert f"`{path}" in section, path
+    for option in ("--log-level", "--version"):
+        assert option in section
+
+
+def test_db_upgrade_says_only_what_it_did(tmp_path: Path) -> None:
+    env = {"GLINT_DATABASE__URL": f"sqlite:///{tmp_path / 'glint.db'}"}
+
+    first = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "Running upgrade" in first.output  # the migrations it applied, at INFO
+    again = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert again.output == "database at revision head\n"  # Alembic's set-up chatter is debug
+    debug = CliRunner().invoke(main, ["--log-level", "DEBUG", "db", "upgrade"], env=env)
+    assert "DEBUG alembic.runtime.migration: Context impl SQLiteImpl." in debug.output
+    json_env = {**env, "GLINT_LOGGING__FORMAT": "json"}
+    debug = CliRunner().invoke(main, ["--log-level", "debug", "db", "upgrade"], env=json_env)
+    assert json.loads(debug.output.splitlines()[0])["level"] == "DEBUG"
+
+
+def test_serve_hands_each_server_process_its_logging_and_a_fresh_metrics_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    given: dict[str, Any] = {}
+
+    def run(*args: Any, **kwargs: Any) -> None:
+        directory = Path(os.environ[MULTIPROC_DIR])
+        given.update(kwargs, directory=directory, listing=list(directory.iterdir()))
+        given["mode"] = directory.stat().st_mode & 0o777
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.delenv(MULTIPROC_DIR, raising=False)
+    env = {"GLINT_DATA_DIR": str(tmp_path / "data"), "GLINT_LOGGING__FORMAT": "json"}
+
+    result = CliRunner().invoke(main, ["--log-level", "warning", "serve"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert given["log_config"] == logs.dict_config("warning", "json")
+    assert given["log_level"] == "warning"
+    assert given["access_log"] is False  # Glint's access log replaces uvicorn's
+    assert given["listing"] == []
+    assert given["mode"] == 0o700
+    # Gone once the servers stopped, and so is the variable.
+    assert not given["directory"].exists()
+    assert MULTIPROC_DIR not in os.environ
+
+    given.clear()
+    env["GLINT_METRICS__ENABLED"] = "false"
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: given.update(kwargs))
+    assert CliRunner().invoke(main, ["serve"], env=env).exit_code == 0
+    assert given["log_config"] == logs.dict_config("info", "json")
+    assert MULTIPROC_DIR not in os.environ
+
+
+def test_worker_check_without_a_worker(tmp_path: Path) -> None:
+    env = {"GLINT_DATABASE__URL": f"sqlite:///{tmp_path / 'glint.db'}"}
+    heartbeat = tmp_path / "heartbeat"
+    result = CliRunner().invoke(main, ["worker", "--check", "--heartbeat", str(heartbeat)], env=env)
+    assert result.exit_code == 1
+    assert f"no heartbeat file {heartbeat}" in result.output
+
+    # A worker that promised a sign of life long ago is not alive.
+    heartbeat.touch()
+    past = time.time() - GRACE_SECONDS - 5
+    os.utime(heartbeat, (past, past))
+    result = CliRunner().invoke(main, ["worker", "--check", "--heartbeat", str(heartbeat)], env=env)
+    assert result.exit_code == 1
+    assert "overdue" in result.output
+    assert why_unhealthy(heartbeat, now=past + GRACE_SECONDS - 1) is None
+
+
+def test_worker_metrics_need_metrics_on(tmp_path: Path) -> None:
+    env = {
+        "GLINT_DATABASE__URL": f"sqlite:///{tmp_path / 'glint.db'}",
+        "GLINT_METRICS__ENABLED": "false",
+    }
+    result = CliRunner().invoke(main, ["worker", "--metrics-port", "9"], env=env)
+    assert result.exit_code == 1
+    assert "GLINT_METRICS__ENABLED" in result.output
+
+
+def test_worker_process_heartbeat_metrics_and_sigterm(tmp_path: Path) -> None:
+    """A real `glint worker`: healthy by --check while it runs, its failures on its metrics
+    port, and after SIGTERM (`docker stop`) unhealthy at once."""
+    url = f"sqlite:///{tmp_path / 'glint.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLINT_")}
+    env |= {"GLINT_DATABASE__URL": url, "GLINT_DATA_DIR": str(tmp_path / "data")}
+    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+    heartbeat, port = tmp_path / "heartbeat", free_port()
+    check = [sys.executable, "-m", "app.cli", "worker", "--check", "--heartbeat", str(heartbeat)]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*check[:4], "--heartbeat", str(heartbeat), "--metrics-port", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _until(lambda: subprocess.run(check, env=env, capture_output=True).returncode == 0, log)
+        database = Database(url)
+        try:
+            with database.session() as session:
+                enqueue(session, "test.no_such_handler", {"image_id": "img-1"}, max_attempts=1)
+        finally:
+            database.dispose()
+        failures = 'glint_job_failures_total{job="test.no_such_handler"} 1.0'
+        _until(lambda: failures in _text(f"http://127.0.0.1:{port}/metrics"), log)
+        assert 'glint_jobs{job="test.no_such_handler",status="failed"} 1.0' in _text(
+            f"http://127.0.0.1:{port}/metrics"
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    after = subprocess.run(check, env=env, capture_output=True, text=True)
+    assert after.returncode == 1
+    assert "no heartbeat file" in after.stderr
+    output = log.read_text()
+    assert "worker stopping (SIGTERM)" in output
+    assert "[image=img-1 job=test.no_such_handler#1]" in output
+
+
+def _text(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=5).text
+    except httpx.TransportError:
+        return ""
+
+
+def _until(condition: Callable[[], bool], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
 
 
 def _table_names(url: str) -> set[str]:

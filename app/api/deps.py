@@ -38,6 +38,17 @@ async def get_member_service(request: Request) -> MemberService:
     return service
 
 
+async def reject_unexpected_body(request: Request) -> None:
+    """A body on GET/HEAD/DELETE is 400, as on Glance's `body_reject` routes: only once the
+    route is known, so an unrouted method stays 405."""
+    if request.method not in ("GET", "HEAD", "DELETE"):
+        return
+    length = request.headers.get("content-length", "").strip()
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    if length not in ("", "0") or chunked:
+        raise BadRequest("A body is not expected with this request.")
+
+
 ContextDep = Annotated[RequestContext, Depends(get_context)]
 ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
 MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]

@@ -37,6 +37,7 @@ from app.images.repository import ImageRepository
 from app.images.service import ImageService
 from app.images.status import WITHOUT_DATA, ImageStatus
 from app.images.uploads import UploadLease, UploadLeases
+from app.metrics import NO_METRICS, Metrics
 from app.storage.base import Capability, Store
 from app.storage.errors import StoreError, UnknownStore
 from app.storage.registry import StoreRegistry
@@ -99,12 +100,14 @@ class ImageDataService:
         *,
         limits: LimitSettings,
         uploads: UploadSettings,
+        metrics: Metrics = NO_METRICS,
     ):
         self.db = db
         self.stores = stores
         self.leases = leases
         self.limits = limits
         self.uploads = uploads
+        self.metrics = metrics
 
     # --- upload ------------------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class ImageDataService:
         if expected_size is not None and expected_size > self.limits.image_size_cap:
             raise ImageTooLarge(self.limits.image_size_cap)
         image, lease = await self._begin(ctx, image_id, store)
+        self.metrics.upload_started()
         try:
             facts = await self.leases.hold(
                 lease,
@@ -141,6 +145,8 @@ class ImageDataService:
             # the image would stay in `saving` until its lease ran out.
             await asyncio.shield(to_thread.run_sync(self.leases.abort, lease))
             raise
+        finally:
+            self.metrics.upload_ended()
         if not await to_thread.run_sync(self._activate, lease, store, facts):
             await store.delete(facts.stored[0].location)
             raise await to_thread.run_sync(self.leases.why_lost, lease)

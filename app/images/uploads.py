@@ -99,8 +99,9 @@ def _requeue(session: Session, image_id: str, status: ImageStatus) -> bool:
     )
 
 
-def discard_payload(store_id: str, object_key: str) -> dict[str, str]:
-    return {"store_id": store_id, "key": object_key}
+def discard_payload(store_id: str, object_key: str, image_id: str) -> dict[str, str]:
+    # The image id only says what the job is about (its log lines name the image).
+    return {"store_id": store_id, "key": object_key, "image_id": image_id}
 
 
 class UploadLeases:
@@ -158,7 +159,7 @@ class UploadLeases:
         if lease is None:
             return None
         session.delete(lease)
-        return discard_payload(lease.store_id, lease.object_key)
+        return discard_payload(lease.store_id, lease.object_key, lease.image_id)
 
     def abort(self, lease: UploadLease) -> None:
         """A failed upload leaves its image as it was: `queued`, with no data facts (unless
@@ -240,7 +241,7 @@ class UploadLeases:
                 enqueue(
                     session,
                     DISCARD_UPLOAD_JOB,
-                    discard_payload(lease.store_id, lease.object_key),
+                    discard_payload(lease.store_id, lease.object_key, lease.image_id),
                     lock=lease.image_id,
                 )
             log.warning(

@@ -18,6 +18,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app import logs
 from app.db.base import utcnow
 from app.db.engine import Database
 from app.jobs.models import Job, JobStatus
@@ -46,6 +47,11 @@ def enqueue(
     lock: str | None = None,
     max_attempts: int = 5,
 ) -> Job:
+    """The payload also records the request being served, if any, as `request_id`: the
+    worker's log lines about the job then name the request that caused it."""
+    request_id = logs.current().request_id
+    if request_id is not None and "request_id" not in payload:
+        payload = {**payload, "request_id": request_id}
     job = Job(name=name, payload=json.dumps(payload), lock=lock, max_attempts=max_attempts)
     session.add(job)
     return job
@@ -161,6 +167,17 @@ class JobQueue:
             return query
         # Concurrent claimants each take a different row instead of queueing on the first.
         return query.with_for_update(skip_locked=True)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are by (name, status), but for those that succeeded (they stay
+        in the table and only grow)."""
+        with self.db.session(write=False) as session:
+            rows = session.execute(
+                sa.select(col(Job.name), col(Job.status), sa.func.count())
+                .where(col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED]))
+                .group_by(col(Job.name), col(Job.status))
+            )
+            return {(name, status): count for name, status, count in rows}
 
     def renew(self, job: ClaimedJob, worker: str) -> bool:
         """Extends the lease; False when the job is no longer this worker's."""

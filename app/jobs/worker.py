@@ -16,12 +16,17 @@ from typing import Any
 import anyio
 from anyio import to_thread
 
+from app import logs
 from app.jobs.queue import ClaimedJob, JobQueue
+from app.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 Sweep = Callable[[], Awaitable[None]]
+# Told after each sign that the worker works (a claim attempt answered, a lease renewed): the
+# most seconds until the next such sign, as long as the worker stays healthy.
+AliveHook = Callable[[float], None]
 
 
 class Worker:
@@ -32,14 +37,18 @@ class Worker:
         *,
         poll_interval: float = 1.0,
         sweeps: Sequence[tuple[float, Sweep]] = (),
+        metrics: Metrics = NO_METRICS,
+        on_alive: AliveHook | None = None,
     ):
         """`sweeps`: (interval in seconds, coroutine function) pairs that `run_forever` runs at
         start and then every interval alongside the jobs, such as recovering what dead
-        processes left behind."""
+        processes left behind. `on_alive`: see AliveHook (`glint worker`'s heartbeat)."""
         self.queue = queue
         self.handlers = handlers
         self.poll_interval = poll_interval
         self.sweeps = tuple(sweeps)
+        self.metrics = metrics
+        self.on_alive = on_alive
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -56,9 +65,24 @@ class Worker:
         claimed_at = time.monotonic()
         job = await to_thread.run_sync(self.queue.claim, self.name)
         if job is None:
+            self._alive(self.poll_interval)
             return False
-        await self._run(job, lease_ends=claimed_at + self.queue.lease.total_seconds())
+        # Its next sign of life is the first renewal of the lease: a third of the lease from now,
+        # and as long again for the renewal to be answered.
+        self._alive(2 * self.queue.lease.total_seconds() / 3)
+        # The job's log lines name it, its image, and the request that enqueued it.
+        with logs.bound(
+            job=job.name,
+            job_id=job.id,
+            request_id=_text(job.payload.get("request_id")),
+            image_id=_text(job.payload.get("image_id")),
+        ):
+            await self._run(job, lease_ends=claimed_at + self.queue.lease.total_seconds())
         return True
+
+    def _alive(self, within: float) -> None:
+        if self.on_alive is not None:
+            self.on_alive(within)
 
     async def run_sweeps_once(self) -> None:
         for _interval, sweep in self.sweeps:
@@ -88,7 +112,8 @@ class Worker:
         if error is not None:
             await self._fail(job, error)
         else:
-            await to_thread.run_sync(self.queue.succeed, job, self.name)
+            if await to_thread.run_sync(self.queue.succeed, job, self.name):
+                log.info("job %s (%s) attempt %d succeeded", job.id, job.name, job.attempts)
 
     async def _fail(self, job: ClaimedJob, error: Exception) -> None:
         log.error(
@@ -98,6 +123,7 @@ class Worker:
             job.attempts,
             exc_info=error,
         )
+        self.metrics.job_failed(job.name)
         await to_thread.run_sync(self.queue.fail, job, self.name, repr(error))
 
     async def _keep_lease(
@@ -130,6 +156,7 @@ class Worker:
                 break
             if renewed:
                 lease_ends = started + lease
+                self._alive(2 * interval)
             elif time.monotonic() + interval >= lease_ends:
                 # Stop while the lease still holds, before anyone else can claim the job.
                 reason = "it could not be renewed in time"
@@ -180,6 +207,10 @@ class Worker:
 
 async def _call(handler: Handler, payload: dict[str, Any]) -> None:
     await handler(payload)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _stopping() -> bool:

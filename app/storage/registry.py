@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from app.config import StorageSettings, StoreSettings
+from app.metrics import NO_METRICS, Metrics
 from app.storage.base import Store
 from app.storage.errors import UnknownStore
+from app.storage.metered import MeteredStore
 
 # Settings `type` -> "module:class". Each class has `from_settings(store_id, settings, data_dir)`.
 DRIVERS: dict[str, str] = {
@@ -37,19 +39,22 @@ class StoreRegistry:
         self._default = default
 
     @classmethod
-    def from_settings(cls, storage: StorageSettings, data_dir: Path) -> StoreRegistry:
+    def from_settings(
+        cls, storage: StorageSettings, data_dir: Path, *, metrics: Metrics = NO_METRICS
+    ) -> StoreRegistry:
+        """The configured stores; with `metrics` on, each counts its errors and bytes."""
         return cls(
             {
-                store_id: cls._build(store_id, settings, data_dir)
+                store_id: cls._build(store_id, settings, data_dir, metrics)
                 for store_id, settings in storage.stores.items()
             },
             storage.default,
         )
 
     @staticmethod
-    def _build(store_id: str, settings: StoreSettings, data_dir: Path) -> Store:
+    def _build(store_id: str, settings: StoreSettings, data_dir: Path, metrics: Metrics) -> Store:
         store: Store = _driver(settings.type).from_settings(store_id, settings, data_dir)
-        return store
+        return MeteredStore(store, metrics) if metrics.enabled else store
 
     def ids(self) -> list[str]:
         return list(self._stores)

@@ -8,6 +8,7 @@ completes. Errors pass through unchanged: mapping them to StoreError is the driv
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Callable
@@ -27,7 +28,11 @@ async def run_in_thread(
     not be lost (an open file, a published object, a multipart upload id), `on_abandon` is
     given its result, in a worker thread, once it is done.
     """
-    future = asyncio.get_running_loop().run_in_executor(None, function)
+    # In the caller's context (asyncio's executor would drop it), so that log lines from the
+    # thread name the request they serve.
+    future = asyncio.get_running_loop().run_in_executor(
+        None, contextvars.copy_context().run, function
+    )
     try:
         # Shielded: cancelling the executor's future would also cancel a job not yet started.
         return await asyncio.shield(future)
@@ -46,7 +51,9 @@ def _abandoned(on_abandon: Callable[[T], object] | None, done: asyncio.Future[T]
     if done.cancelled() or done.exception() is not None:  # retrieved: nobody else will
         return
     if on_abandon is not None:
-        done.get_loop().run_in_executor(None, _quietly, on_abandon, done.result())
+        done.get_loop().run_in_executor(
+            None, contextvars.copy_context().run, _quietly, on_abandon, done.result()
+        )
 
 
 def _quietly(function: Callable[[T], object], value: T) -> None:

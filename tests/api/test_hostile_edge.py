@@ -118,3 +118,20 @@ def test_failure_after_the_response_started_is_not_answered_twice(failing: TestC
     # Nothing better is possible once the status line is out: the server cuts the connection.
     with pytest.raises(Boom):
         failing.get("/v2/boom-mid-body", headers=A)
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/images/a%0Ab", "/v2/images/%0A", "/v2/images%0A", "/v2/images/x/file%0A"]
+)
+def test_newlines_in_the_path_are_not_swallowed(client: TestClient, path: str) -> None:
+    # `$` in a route pattern matches before a final newline; a versions document (300) or a
+    # redirect (307) would be as wrong as listing images.
+    response = client.get(path, headers={"Accept": "application/json"})
+    assert response.status_code == 404, response.text
+    assert response.json()["title"] == "Not Found"
+
+
+def test_an_unrouted_method_is_405_even_with_a_body(client: TestClient) -> None:
+    response = client.request("DELETE", "/v2/images", content=b"{}")
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
