@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 scripts/services.sh
+scripts/browser.sh  # Debian's chromium, for tests/test_swagger_ui.py
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -91,23 +91,104 @@ def test_v2_operation_ids_are_tag_and_function(document: dict[str, Any], app: Fa
         seen.add(expected)
 
 
-def test_v2_operations_declare_glance_error_responses(document: dict[str, Any]) -> None:
-    error_body = {"$ref": "#/components/schemas/GlintErrorBody"}
-    for path, method, operation in _v2_operations(document):
+def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def test_every_operation_declares_the_errors_it_can_answer(document: dict[str, Any]) -> None:
+    negotiated = {
+        "application/json": {"schema": {"$ref": "#/components/schemas/GlintErrorBody"}},
+        "text/html": {"schema": {"type": "string"}},
+        "text/plain": {"schema": {"type": "string"}},
+    }
+    for path, method, operation in _operations(document):
         where = f"{method.upper()} {path}"
         responses = operation["responses"]
         errors = {code: spec for code, spec in responses.items() if code[0] in "45"}
-        # Every v2 call needs an identity, and one naming a resource can miss it.
-        assert "401" in errors, where
-        if "{" in path:
-            assert "404" in errors, where
+        # The edge can answer these anywhere.
+        assert {"400", "431", "500"} <= set(errors), where
+        if path.startswith("/v2/"):
+            # Every v2 call needs an identity, every image call one that policy allows, and
+            # one naming a resource can miss it.
+            assert "401" in errors, where
+            if path.startswith("/v2/images"):
+                assert "403" in errors, where
+            if "{" in path:
+                assert "404" in errors, where
         # Validation problems are answered 400 the Glance way, never FastAPI's 422.
         assert "422" not in responses, where
         for code, spec in errors.items():
             assert spec["description"], (where, code)
-            assert spec["content"]["application/json"]["schema"] == error_body, (where, code)
-        successes = [code for code in responses if code.startswith("2")]
-        assert successes, where
+            # In the order the server negotiates: generated clients take the first one.
+            assert list(spec["content"]) == list(negotiated), (where, code)
+            assert spec["content"] == negotiated, (where, code)
+        for code, spec in responses.items():
+            assert "x-openstack-request-id" in spec["headers"], (where, code)
+        assert any(code.startswith(("2", "3")) for code in responses), where
+        parameters = {parameter["name"] for parameter in operation.get("parameters", [])}
+        assert "x-openstack-request-id" in parameters, where
+
+
+def test_v2_operations_accept_no_identity_a_token_or_identity_headers(
+    document: dict[str, Any],
+) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["token"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Auth-Token",
+        "description": schemes["token"]["description"],
+    }
+    headers = {scheme["name"] for scheme in schemes.values()}
+    assert {"X-Identity-Status", "X-Project-Id", "X-User-Id", "X-Roles"} <= headers
+    requirements = document["security"]
+    assert {} in requirements  # noauth's default identity
+    assert {"token": []} in requirements
+    for path, method, operation in _operations(document):
+        if not path.startswith("/v2/"):
+            assert operation["security"] == [], (method, path)
+        else:
+            assert "security" not in operation, (method, path)
+
+
+def test_list_documents_every_filter_the_server_parses(document: dict[str, Any]) -> None:
+    from app.api.v2.list_params import _RESERVED_PARAMS
+    from app.images.query import EXACT_FILTERS
+
+    listed = {p["name"] for p in document["paths"]["/v2/images"]["get"]["parameters"]}
+    assert listed >= _RESERVED_PARAMS | set(EXACT_FILTERS)
+
+
+def test_download_documents_ranges(document: dict[str, Any]) -> None:
+    download = document["paths"]["/v2/images/{image_id}/file"]["get"]
+    assert "Range" in {p["name"] for p in download["parameters"]}
+    assert {"200", "204", "206", "416"} <= set(download["responses"])
+    partial = download["responses"]["206"]
+    assert "Content-Range" in partial["headers"]
+    assert "application/octet-stream" in partial["content"]
+
+
+def test_request_bodies_are_as_strict_as_the_server(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    create = schemas["ImageCreateV2"]
+    assert create["properties"]["id"]["type"] == "string"  # never null
+    assert create["properties"]["min_ram"]["maximum"] == 2**31 - 1
+    assert create["additionalProperties"]["type"] == "string"
+    assert schemas["MemberCreateV2"]["properties"]["member"]["minLength"] == 1
+    variants = [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["PatchOperationV2"]["anyOf"]]
+    assert {"ImagePatchMinRam", "ImagePatchCustomProperty", "ImagePatchRemove"} <= set(variants)
+    assert schemas["ImagePatchMinRam"]["properties"]["value"]["maximum"] == 2**31 - 1
+
+
+def test_redoc_is_served_offline(client: TestClient) -> None:
+    page = client.get("/redoc")
+    assert page.status_code == 200
+    assert "/docs/assets/redoc.standalone.js" in page.text
+    assert "https://" not in page.text
+    assert client.get("/docs/assets/redoc.standalone.js").status_code == 200
 
 
 def test_docs_are_served_offline(client: TestClient) -> None:

@@ -158,6 +158,10 @@ def test_filters(client: TestClient) -> None:
     ("query", "message"),
     [
         ("name=like:x", "Unable to filter by unknown operator &#x27;like&#x27;."),
+        (
+            "status=in:a%0Db",
+            "Invalid value for &#x27;status&#x27;: it is not a comma-separated list.",
+        ),
         ("protected=True", "Invalid value &#x27;True&#x27; for &#x27;protected&#x27; filter."),
         ("os_hidden=1", "Invalid value &#x27;1&#x27; for &#x27;os_hidden&#x27; filter."),
         ("size_max=big", "Unable to filter on a range with a non-numeric value."),

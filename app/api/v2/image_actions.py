@@ -6,10 +6,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from app.api.deps import ContextDep, ImageServiceDep
-from app.api.v2.responses import ERROR_RESPONSES
+from app.api.v2.responses import ERROR_RESPONSES, error_responses
 
 router = APIRouter(
-    prefix="/v2/images/{image_id}/actions", tags=["images"], responses=ERROR_RESPONSES
+    prefix="/v2/images/{image_id}/actions",
+    tags=["images"],
+    responses={**ERROR_RESPONSES, **error_responses(404)},
 )
 
 

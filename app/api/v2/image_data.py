@@ -18,20 +18,47 @@ from app.images.formats import UnsafeImage
 router = APIRouter(prefix="/v2/images/{image_id}/file", tags=["images"], responses=ERROR_RESPONSES)
 
 OCTET_STREAM = "application/octet-stream"
-_BINARY_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
-            },
+_BINARY = {"type": "string", "format": "binary"}
+# Only the raw body is documented: Swagger UI offers a file picker for it, and a second media
+# type breaks generated clients (openapi-python-client 0.29 then emits code that cannot import).
+# A `multipart/form-data` body with one file part is accepted too, for plain browser forms.
+_UPLOAD = {
+    "requestBody": {"required": True, "content": {OCTET_STREAM: {"schema": _BINARY}}},
+    "parameters": [
+        {
+            "name": "x-openstack-image-size",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "The image's size in bytes, for a chunked upload: a body of "
+            "another length fails (400) and leaves the image queued.",
         },
-    }
+        {
+            "name": "X-Image-Meta-Store",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "The store to upload to (default storage.default).",
+        },
+    ],
+}
+_DOWNLOAD = {
+    "parameters": [
+        {
+            "name": "Range",
+            "in": "header",
+            "required": False,
+            # No pattern: an image without data answers 204 whatever the header says, as
+            # Glance does.
+            "schema": {"type": "string"},
+            "description": "One byte range, `bytes=first-last`, `bytes=first-` or "
+            "`bytes=-suffix` (206); a malformed one, or one that does not overlap the data, "
+            "is 416.",
+        },
+    ]
+}
+_CHECKSUM_HEADER = {
+    "Content-MD5": {"description": "The image's md5 checksum", "schema": {"type": "string"}}
 }
 
 
@@ -69,10 +96,13 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 @router.put(
     "",
     status_code=204,
-    openapi_extra=_BINARY_BODY,
+    openapi_extra=_UPLOAD,
     responses=error_responses(
-        (408, "No data arrived for uploads.idle_timeout seconds"),
-        (410, "The image was deleted during the upload"),
+        404,
+        408,
+        409,
+        410,
+        413,
         (415, "Not application/octet-stream, or an unsafe or mismatched disk image"),
         (503, "The store failed"),
     ),
@@ -108,13 +138,26 @@ async def upload_image_data(
 @router.get(
     "",
     response_class=StreamingResponse,
+    openapi_extra=_DOWNLOAD,
     responses={
-        200: {"content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}},
+        200: {
+            "description": "The image's data",
+            "content": {OCTET_STREAM: {"schema": _BINARY}},
+            "headers": _CHECKSUM_HEADER,
+        },
         204: {"description": "The image has no data yet"},
-        206: {"description": "The requested range"},
-        **error_responses(
-            (416, "Range not satisfiable"), (503, "The store failed before the first byte")
-        ),
+        206: {
+            "description": "The requested range",
+            "content": {OCTET_STREAM: {"schema": _BINARY}},
+            "headers": {
+                **_CHECKSUM_HEADER,
+                "Content-Range": {
+                    "description": "`bytes first-last/size`",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+        **error_responses(404, 416, (503, "The store failed before the first byte")),
     },
 )
 async def download_image_data(

@@ -18,18 +18,13 @@ from app.api.v2.responses import (
     json_request_body,
     json_response,
 )
-from app.api.v2.schemas import (
-    ImageCreateV2,
-    ImagesV2,
-    ImageV2,
-    PatchOperationV2,
-    image_to_wire,
-)
+from app.api.v2.schemas import ImagesV2, ImageV2, image_to_wire
 from app.context import RequestContext
 from app.images import attributes
 from app.images.service import NewImage
 
 router = APIRouter(prefix="/v2/images", tags=["images"], responses=ERROR_RESPONSES)
+_STRING = {"type": "string"}
 
 
 def new_image(ctx: RequestContext, body: dict[str, Any], validate: ImageValidator) -> NewImage:
@@ -56,7 +51,11 @@ def new_image(ctx: RequestContext, body: dict[str, Any], validate: ImageValidato
     "",
     status_code=201,
     response_model=ImageV2,
-    openapi_extra=json_request_body(ImageCreateV2),
+    responses={
+        201: {"headers": {"Location": {"description": "The image's URL", "schema": _STRING}}},
+        **error_responses(409, 413),
+    },
+    openapi_extra=json_request_body("ImageCreateV2"),
 )
 async def create_image(
     request: Request, ctx: ContextDep, images: ImageServiceDep, validate: ImageValidatorDep
@@ -68,7 +67,14 @@ async def create_image(
     return json_response(image_to_wire(record), 201, headers)
 
 
-@router.get("", response_model=ImagesV2)
+@router.get(
+    "",
+    response_model=ImagesV2,
+    openapi_extra={"parameters": list_params.OPENAPI_PARAMETERS},
+    description="Images visible to the caller, a page at a time (follow `next`). Any query "
+    "parameter not listed here filters on the custom property of that name, with the same "
+    "`in:`/`eq:` syntax as the core filters.",
+)
 def list_images(request: Request, ctx: ContextDep, images: ImageServiceDep) -> Response:
     params = list(request.query_params.multi_items())
     query = list_params.parse(params, request.app.state.settings.limits)
@@ -87,7 +93,7 @@ def list_images(request: Request, ctx: ContextDep, images: ImageServiceDep) -> R
     return json_response(body)
 
 
-@router.get("/{image_id}", response_model=ImageV2)
+@router.get("/{image_id}", response_model=ImageV2, responses=error_responses(404))
 def show_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
     return json_response(image_to_wire(images.get(ctx, image_id)))
 
@@ -95,8 +101,8 @@ def show_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Respo
 @router.patch(
     "/{image_id}",
     response_model=ImageV2,
-    responses=error_responses((415, "Not a JSON-patch media type")),
-    openapi_extra=json_request_body(PatchOperationV2, patch.PATCH_V21, many=True),
+    responses=error_responses(404, 409, 413, (415, "Not a JSON-patch media type")),
+    openapi_extra=json_request_body("PatchOperationV2", patch.PATCH_V21, many=True),
 )
 async def update_image(
     image_id: str,
@@ -111,7 +117,7 @@ async def update_image(
     return json_response(image_to_wire(record))
 
 
-@router.delete("/{image_id}", status_code=204)
+@router.delete("/{image_id}", status_code=204, responses=error_responses(404, 409))
 def delete_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
     images.delete(ctx, image_id)
     return Response(status_code=204)

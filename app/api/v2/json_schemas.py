@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from app.api.deps import ContextDep
-from app.api.v2.responses import ERROR_RESPONSES
+from app.api.v2.responses import error_responses
 from app.api.v2.schemas import ImageV2, MemberV2
 from app.config import ImageFormatSettings
 from app.errors import BadRequest
@@ -159,7 +159,7 @@ ImageValidatorDep = Annotated[ImageValidator, Depends(get_image_validator)]
 
 
 # Schemas need an identity (401 without a valid one), nothing else.
-router = APIRouter(prefix="/v2/schemas", tags=["schemas"], responses={401: ERROR_RESPONSES[401]})
+router = APIRouter(prefix="/v2/schemas", tags=["schemas"], responses=error_responses(401))
 
 
 def _schema_route(path: str, build_name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import cast
 
@@ -35,9 +36,13 @@ _RESERVED_PARAMS = frozenset(
 )
 
 
-def _split_in(value: str) -> list[str]:
+def _split_in(name: str, value: str) -> list[str]:
     """`a,b,"c,d"` -> [a, b, c,d] (Glance uses the csv module for the same)."""
-    return next(csv.reader([value], skipinitialspace=True))
+    try:
+        return next(csv.reader([value], skipinitialspace=True))
+    except csv.Error:
+        # A line break outside quotes: Glance fails with a 500 here.
+        raise BadRequest(f"Invalid value for '{name}': it is not a comma-separated list.") from None
 
 
 def _exact_values(name: str, value: str) -> list[str]:
@@ -45,7 +50,7 @@ def _exact_values(name: str, value: str) -> list[str]:
         return [value]
     op, _, rest = value.partition(":")
     if op == "in":
-        return _split_in(rest)
+        return _split_in(name, rest)
     if op == "eq":
         return [rest]
     raise BadRequest(f"Unable to filter by unknown operator '{op}'.")
@@ -77,12 +82,13 @@ def _moment(name: str, value: str) -> tuple[TimeOp, datetime]:
         op, text = "eq", value
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    # OverflowError: a time in the year 1 east of UTC is in the year 0.
+    except (ValueError, OverflowError):
         raise BadRequest(
             f'Bad "{name}" query filter format. Use ISO 8601 DateTime notation.'
         ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return cast(TimeOp, op), moment
 
 
@@ -164,3 +170,111 @@ def parse(params: list[tuple[str, str]], limits: LimitSettings) -> ImageListQuer
         elif name not in _RESERVED_PARAMS:
             query.properties[name] = _exact_values(name, value)
     return query
+
+
+# The query string in OpenAPI terms: what `parse` accepts, as precisely as a schema can say it.
+_EXACT_VALUE = {
+    "type": "string",
+    # A colon introduces an operator, and only `in:` and `eq:` exist.
+    "pattern": "^((in|eq):.*|[^:]*)$",
+}
+# ISO 8601 as datetime.fromisoformat reads it, the year 1 onwards, each month's days (the 29th
+# of February whatever the year: one regular expression cannot know leap years).
+_TIME_VALUE = {
+    "type": "string",
+    "pattern": (
+        "^((gt|gte|eq|neq|lt|lte):)?"
+        "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-"
+        "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+        "|02-(0[1-9]|1[0-9]|2[0-9]))"
+        "(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?"
+        "(Z|[+-](0[0-9]|1[0-9]|2[0-3]):[0-5][0-9])?)?$"
+    ),
+}
+_INT64_VALUE = {"type": "integer", "minimum": _INT64.start, "maximum": _INT64.stop - 1}
+# Sent as `true`/`false`, as generated clients send a boolean.
+_BOOLEAN_VALUE = {"type": "boolean"}
+
+
+def _query(name: str, schema: Mapping[str, object], description: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _repeatable(name: str, items: Mapping[str, object], description: str) -> dict[str, object]:
+    return {
+        **_query(name, {"type": "array", "items": items}, description),
+        "style": "form",
+        "explode": True,
+    }
+
+
+OPENAPI_PARAMETERS = [
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 0, "maximum": _INT64.stop - 1},
+        "Page size (default limits.limit_param_default, capped at limits.api_limit_max).",
+    ),
+    _query("marker", {"type": "string"}, "Id of the last image of the previous page."),
+    _query(
+        "sort",
+        {
+            "type": "string",
+            "pattern": f"^ *({'|'.join(SORT_KEYS)}) *(: *(asc|desc) *)?"
+            f"(, *({'|'.join(SORT_KEYS)}) *(: *(asc|desc) *)?)*$",
+        },
+        "`key[:dir],...` (dir `asc` or `desc`, default `desc`); not with sort_key/sort_dir.",
+    ),
+    _repeatable(
+        "sort_key",
+        {"type": "string", "enum": list(SORT_KEYS)},
+        "Legacy sort syntax: one or more keys (default created_at).",
+    ),
+    _repeatable(
+        "sort_dir",
+        {"type": "string", "enum": ["asc", "desc"]},
+        "Legacy sort syntax: one direction for every key, or one per key.",
+    ),
+    *(
+        _query(
+            name,
+            _EXACT_VALUE,
+            f'Images whose {name} is the value; `in:a,b,"c,d"` for any of several '
+            "(quoted as CSV); `eq:` for a value that contains a colon.",
+        )
+        for name in EXACT_FILTERS
+    ),
+    _query(
+        "visibility",
+        {"type": "string", "enum": [*VISIBILITIES, "all"]},
+        "Only images of this visibility (default: all but community images of others).",
+    ),
+    _query(
+        "member_status",
+        {"type": "string", "enum": [*MEMBER_STATUSES, "all"]},
+        "Shared images by the caller's membership status (default accepted).",
+    ),
+    _query("size_min", _INT64_VALUE, "Images of at least this many bytes."),
+    _query("size_max", _INT64_VALUE, "Images of at most this many bytes."),
+    _repeatable("tag", {"type": "string"}, "Images carrying every one of these tags."),
+    _query(
+        "os_hidden",
+        _BOOLEAN_VALUE,
+        "Hidden images instead of visible ones (default false; any case, as Glance).",
+    ),
+    _query("protected", _BOOLEAN_VALUE, "Only protected, or only unprotected, images."),
+    *(
+        _query(
+            name,
+            _TIME_VALUE,
+            f"Compare {name} with an ISO 8601 time: `[op:]time`, op one of "
+            f"{', '.join(_TIME_OPS)} (default eq).",
+        )
+        for name in ("created_at", "updated_at")
+    ),
+]

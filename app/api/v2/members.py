@@ -7,12 +7,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.deps import ContextDep, MemberServiceDep, read_json_object
-from app.api.v2.responses import ERROR_RESPONSES, json_request_body, json_response
-from app.api.v2.schemas import MemberCreateV2, MembersV2, MemberUpdateV2, MemberV2, member_to_wire
+from app.api.v2.responses import (
+    ERROR_RESPONSES,
+    error_responses,
+    json_request_body,
+    json_response,
+)
+from app.api.v2.schemas import MembersV2, MemberV2, member_to_wire
 from app.errors import BadRequest
 
 router = APIRouter(
-    prefix="/v2/images/{image_id}/members", tags=["members"], responses=ERROR_RESPONSES
+    prefix="/v2/images/{image_id}/members",
+    tags=["members"],
+    responses={**ERROR_RESPONSES, **error_responses(404)},
 )
 
 
@@ -24,7 +31,12 @@ def list_members(image_id: str, ctx: ContextDep, members: MemberServiceDep) -> R
     )
 
 
-@router.post("", response_model=MemberV2, openapi_extra=json_request_body(MemberCreateV2))
+@router.post(
+    "",
+    response_model=MemberV2,
+    responses=error_responses(409, 413),
+    openapi_extra=json_request_body("MemberCreateV2"),
+)
 async def create_member(
     image_id: str, request: Request, ctx: ContextDep, members: MemberServiceDep
 ) -> Response:
@@ -45,7 +57,7 @@ def show_member(
 
 
 @router.put(
-    "/{member_id}", response_model=MemberV2, openapi_extra=json_request_body(MemberUpdateV2)
+    "/{member_id}", response_model=MemberV2, openapi_extra=json_request_body("MemberUpdateV2")
 )
 async def update_member(
     image_id: str, member_id: str, request: Request, ctx: ContextDep, members: MemberServiceDep

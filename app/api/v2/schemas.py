@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from app.config import CONTAINER_FORMATS, DISK_FORMATS
 from app.images.models import ImageMember
 from app.images.repository import ImageRecord
+from app.images.service import MAX_INTEGER, MAX_PROPERTY_NAME, MAX_PROPERTY_VALUE
 from app.images.status import ImageStatus
 
 UUID_PATTERN = (
@@ -111,22 +112,49 @@ class ImageV2(BaseModel):
     )
 
 
+# What the server enforces on a custom property (app.images.service checks it), for the
+# request models.
+_CUSTOM_PROPERTY: dict[str, JsonValue] = {"type": "string", "maxLength": MAX_PROPERTY_VALUE}
+_CUSTOM_PROPERTY_NAME: dict[str, JsonValue] = {"minLength": 1, "maxLength": MAX_PROPERTY_NAME}
+_NULLABLE_DISK_FORMAT: dict[str, JsonValue] = {"enum": DISK_FORMAT_ENUM}
+_NULLABLE_CONTAINER_FORMAT: dict[str, JsonValue] = {"enum": CONTAINER_FORMAT_ENUM}
+
+
+def _no_default(schema: dict[str, JsonValue]) -> None:
+    schema.pop("default")
+
+
+_ATTRIBUTE_INTEGER = Field(default=0, ge=0, le=MAX_INTEGER)
+
+
 class ImageCreateV2(BaseModel):
     """Body of `POST /v2/images`. Any other key is a custom property with a string value."""
 
-    model_config = ConfigDict(extra="allow", title="ImageCreateV2")
+    model_config = ConfigDict(
+        extra="allow",
+        title="ImageCreateV2",
+        json_schema_extra={
+            "additionalProperties": _CUSTOM_PROPERTY,
+            "propertyNames": _CUSTOM_PROPERTY_NAME,
+        },
+    )
 
-    id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    # Chosen by the caller, or generated; never null.
+    id: str = Field(
+        default=None,  # type: ignore[assignment]
+        pattern=UUID_PATTERN,
+        json_schema_extra=_no_default,
+    )
     name: str | None = Field(default=None, max_length=255)
     visibility: Literal["community", "public", "private", "shared"] = "shared"
     protected: bool = False
     os_hidden: bool = False
     owner: str | None = Field(default=None, max_length=255)
-    container_format: str | None = None
-    disk_format: str | None = None
-    min_ram: int = Field(default=0, ge=0)
-    min_disk: int = Field(default=0, ge=0)
-    tags: list[str] = Field(default_factory=list)
+    container_format: str | None = Field(default=None, json_schema_extra=_NULLABLE_CONTAINER_FORMAT)
+    disk_format: str | None = Field(default=None, json_schema_extra=_NULLABLE_DISK_FORMAT)
+    min_ram: int = _ATTRIBUTE_INTEGER
+    min_disk: int = _ATTRIBUTE_INTEGER
+    tags: list[Annotated[str, StringConstraints(max_length=255)]] = Field(default_factory=list)
 
 
 class ImagesV2(BaseModel):
@@ -138,14 +166,55 @@ class ImagesV2(BaseModel):
     schema_: str = Field(alias="schema")
 
 
-class PatchOperationV2(BaseModel):
-    """One operation of an `application/openstack-images-v2.1-json-patch` body."""
+# Pointer to a top-level attribute: `~0` and `~1` are the only escapes (RFC 6901); at most the
+# 255 characters of a property name.
+_ATTRIBUTE_POINTER = r"^/([^/~]|~[01])+$"
 
-    model_config = ConfigDict(title="PatchOperationV2")
 
-    op: Literal["add", "replace", "remove"]
-    path: str
-    value: Any = None
+def patch_operation_schemas() -> dict[str, dict[str, Any]]:
+    """The schemas of a v2.1 JSON-patch operation, as OpenAPI components: one per writable
+    attribute (its value as the create body's), one for custom properties, one for `remove`,
+    and `PatchOperationV2`, any of them. Derived from ImageCreateV2, so the two agree."""
+    create = ImageCreateV2.model_json_schema()
+    writable = {name: value for name, value in create["properties"].items() if name != "id"}
+    set_op = {"$ref": "#/components/schemas/ImagePatchSetOp"}
+    any_attribute = {
+        "type": "string",
+        "pattern": _ATTRIBUTE_POINTER,
+        "maxLength": MAX_PROPERTY_NAME + 1,
+    }
+    variants: dict[str, dict[str, Any]] = {}
+    for name, value in writable.items():
+        value = {k: v for k, v in value.items() if k not in ("default", "title")}
+        variants[f"ImagePatch{name.title().replace('_', '')}"] = _patch_operation(
+            set_op, {"type": "string", "const": f"/{name}"}, value
+        )
+    core_paths = [f"/{name}" for name in writable]
+    variants["ImagePatchCustomProperty"] = _patch_operation(
+        set_op, {**any_attribute, "not": {"enum": core_paths}}, _CUSTOM_PROPERTY
+    )
+    variants["ImagePatchRemove"] = _patch_operation(
+        {"type": "string", "const": "remove"}, any_attribute, None
+    )
+    return {
+        "ImagePatchSetOp": {"type": "string", "enum": ["add", "replace"]},
+        **variants,
+        "PatchOperationV2": {
+            "title": "PatchOperationV2",
+            "description": "One operation of an `application/openstack-images-v2.1-json-patch` "
+            "body: set (`add`, `replace`) an attribute or a custom property, or `remove` one.",
+            "anyOf": [{"$ref": f"#/components/schemas/{name}"} for name in variants],
+        },
+    }
+
+
+def _patch_operation(
+    op: dict[str, Any], path: dict[str, Any], value: dict[str, Any] | None
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {"op": op, "path": path}
+    if value is not None:
+        properties["value"] = value
+    return {"type": "object", "properties": properties, "required": list(properties)}
 
 
 class MemberV2(BaseModel):
@@ -171,7 +240,7 @@ class MembersV2(BaseModel):
 class MemberCreateV2(BaseModel):
     model_config = ConfigDict(title="MemberCreateV2")
 
-    member: str = Field(max_length=255)
+    member: str = Field(min_length=1, max_length=255)
 
 
 class MemberUpdateV2(BaseModel):
