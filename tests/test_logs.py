@@ -198,6 +198,22 @@ def test_each_request_gets_an_access_line(client: TestClient, captured: Captured
     assert get.duration_ms >= 0
 
 
+def test_passing_health_probes_log_at_debug(
+    client: TestClient, captured: Captured, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert client.get("/healthcheck").status_code == 200
+    assert captured.named(logs.ACCESS_LOGGER) == []  # INFO captures nothing
+    logging.getLogger().setLevel(logging.DEBUG)
+    assert client.get("/healthcheck").status_code == 200
+    (probe,) = captured.named(logs.ACCESS_LOGGER)
+    assert (probe.levelno, probe.path, probe.status) == (logging.DEBUG, "/healthcheck", 200)
+    logging.getLogger().setLevel(logging.INFO)
+    monkeypatch.setattr(app.state.db, "is_reachable", lambda: False)
+    assert client.get("/healthcheck").status_code == 503
+    (_, failing) = captured.named(logs.ACCESS_LOGGER)
+    assert (failing.levelno, failing.status) == (logging.INFO, 503)
+
+
 def test_the_access_line_shows_the_target_as_sent(client: TestClient, captured: Captured) -> None:
     # A percent-escaped newline stays escaped: a client cannot forge a log line.
     client.get("/v2/images/abc%0A2026-01-01%20INFO%20forged", headers=A)

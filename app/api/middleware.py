@@ -166,13 +166,18 @@ class EdgeMiddleware:
         """The request's access line and metrics."""
         seconds = time.perf_counter() - started
         self.metrics.request(scope["method"], exchange.route, exchange.status, seconds)
-        if not access_log.isEnabledFor(logging.INFO):
+        # A load balancer's or container runtime's probe every few seconds would drown the
+        # log; a failing one is news.
+        probe = exchange.route == "/healthcheck" and exchange.status == 200
+        level = logging.DEBUG if probe else logging.INFO
+        if not access_log.isEnabledFor(level):
             return
         shown = target.decode("latin-1")
         if len(shown) > _MAX_LOGGED_TARGET:
             shown = shown[: _MAX_LOGGED_TARGET - 3] + "..."
         duration_ms = round(seconds * 1000, 1)
-        access_log.info(
+        access_log.log(
+            level,
             "%s %s %s %d bytes %.1f ms",
             scope["method"],
             shown,
