@@ -49,7 +49,8 @@ def test_the_worker_says_when_its_next_sign_of_life_is_due(db: Database) -> None
             await asyncio.sleep(0.01)
 
     worker = Worker(
-        JobQueue(db, lease=timedelta(seconds=0.3)),
+        # A lease no renewal misses on a loaded machine.
+        JobQueue(db, lease=timedelta(seconds=1.5)),
         {"test.renewed": until_renewed},
         poll_interval=7.0,
         on_alive=said.append,
@@ -63,7 +64,7 @@ def test_the_worker_says_when_its_next_sign_of_life_is_due(db: Database) -> None
     # Running a job: by its first lease renewal (a third of the lease, and as long again for the
     # renewal itself), and after each renewal by the next.
     assert len(said) >= 2
-    assert said == pytest.approx([0.2] * len(said))
+    assert said == pytest.approx([1.0] * len(said))
 
 
 def test_a_worker_that_cannot_claim_gives_no_sign(db: Database) -> None:

@@ -152,12 +152,14 @@ def test_a_renewal_that_hangs_cancels_the_handler_before_the_lease_ends(db: Data
 
 def test_renewals_keep_a_job_longer_than_its_lease(db: Database) -> None:
     job_id = add_job(db)
-    queue = Renewals(db, lease=timedelta(seconds=0.6))
+    # Long enough that a renewal (a round trip to the database) is never late on a loaded CI
+    # machine; the handler still outlives the lease twice over.
+    queue = Renewals(db, lease=timedelta(seconds=1.5))
     rivals: list[ClaimedJob | None] = []
 
     async def slow(_payload: dict[str, Any]) -> None:
         for _ in range(6):
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
             rivals.append(await to_thread.run_sync(JobQueue(db).claim, "rival"))
 
     worker = Worker(queue, {"test.job": slow})
