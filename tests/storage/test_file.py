@@ -4,8 +4,10 @@ import asyncio
 import contextlib
 import errno
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -221,15 +223,26 @@ def _descriptors_of(path: Path) -> int:
     return count
 
 
+_WORKERS = 4
+
+
 async def _released(path: Path) -> bool:
-    # A read still in flight when its reader closes takes the descriptor with it when it returns.
-    deadline = time.monotonic() + 5
-    while _descriptors_of(path) and time.monotonic() < deadline:
-        await asyncio.sleep(0.001)
+    """True if, once every thread call left behind has run, nothing holds `path` open.
+
+    Polling the count is not enough: an open abandoned by a cancel may not have run yet, and
+    its close follows it as a second call, handed to the pool by the first one's callback.
+    """
+    loop = asyncio.get_running_loop()
+    for _ in range(3):
+        # All workers meeting at one barrier: every call queued before it has returned.
+        barrier = threading.Barrier(_WORKERS)
+        await asyncio.gather(*(loop.run_in_executor(None, barrier.wait) for _ in range(_WORKERS)))
+        await asyncio.sleep(0)  # the callbacks of those calls, which may queue the next ones
     return _descriptors_of(path) == 0
 
 
 async def test_readers_release_their_descriptors(store: FileStore) -> None:
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=_WORKERS))
     stored = await put(store, "key", payload(10 * store.read_chunk_size))
     path = store.root / "key"
     for _ in range(20):
