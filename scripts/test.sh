@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 scripts/services.sh
+# Swift (tempauth + S3) on :8280, Keystone on :5080 and Swift behind it on :8281, for the store
+# tests; they fail, never skip, without them.
+scripts/swift.sh
+scripts/keystone.sh
 scripts/browser.sh  # Debian's chromium, for tests/test_swagger_ui.py
 
 .venv/bin/ruff check .

@@ -24,6 +24,8 @@ from app.db.engine import Database, normalise_url
 from app.db.migrate import upgrade
 from app.main import create_app
 from app.tables import metadata
+from tests import services
+from tests.services import KeystoneService, SwiftService
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -119,3 +121,15 @@ def isolated_logging() -> Iterator[None]:
         logger.handlers[:] = handlers
         logger.filters[:] = filters
         logger.propagate = propagate
+
+
+@pytest.fixture(scope="session")
+def swift_service() -> SwiftService:
+    """Swift with tempauth and the S3 API on 127.0.0.1:8280, started by scripts/swift.sh."""
+    return services.swift_service()
+
+
+@pytest.fixture(scope="session")
+def keystone_service() -> KeystoneService:
+    """Keystone on 127.0.0.1:5080 and Swift behind it on :8281, started by scripts/keystone.sh."""
+    return services.keystone_service()
