@@ -15,8 +15,9 @@ WORKDIR /src
 COPY pyproject.toml README.md setup.py ./
 COPY app ./app
 COPY alembic ./alembic
-# The README's install, not editable: the source tree stays behind in this stage.
-RUN /opt/glint/bin/pip install .
+# The README's install with the object-store drivers (a container usually stores in Swift or
+# S3), not editable: the source tree stays behind in this stage.
+RUN /opt/glint/bin/pip install '.[swift,s3]'
 
 FROM python:3.11-slim
 ENV PATH=/opt/glint/bin:$PATH \

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -94,34 +95,171 @@ class LimitSettings(_Group):
     max_header_line: int = Field(default=16384, ge=1024)
     max_json_body: int = Field(default=1024 * 1024, ge=1024)
     image_size_cap: int = Field(default=1 << 40, ge=1)
+    image_location_quota: int = Field(default=10, ge=1)
 
 
-class FileStoreSettings(_Group):
+class _StoreBase(_Group):
+    """What every store has, whatever its type."""
+
+    # Shown by `GET /v2/info/stores`.
+    description: str | None = None
+    # Reads prefer the locations of heavier stores (Glance's `weight`); `direct_url` names one.
+    weight: int = 0
+    # Bytes per read when streaming an object out; large reads are what make downloads fast.
+    read_chunk_size: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+
+
+# A CA bundle's path, or whether to verify TLS certificates at all.
+TlsVerify = bool | Path
+
+
+class FileStoreSettings(_StoreBase):
     """A directory on a local (or shared) file system."""
 
     type: Literal["file"] = "file"
     # Default: <data_dir>/images
     path: Path | None = None
-    description: str | None = None
-    # Bytes per read when streaming an object out; large reads are what make downloads fast.
-    read_chunk_size: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     # fsync before an object becomes visible (off only for throwaway test stores).
     fsync: bool = True
 
+    def directory(self, data_dir: Path) -> Path:
+        return self.path if self.path is not None else data_dir / "images"
 
-# Further drivers (swift, s3, http) join this union, discriminated on `type`.
-StoreSettings = Annotated[FileStoreSettings, Field(discriminator="type")]
+
+class SwiftStoreSettings(_StoreBase):
+    """An OpenStack Swift container, reached in one of three ways:
+
+    - `auth_version = "1"`: Swift's own v1 auth (tempauth, swauth) with `auth_url`, `user`, `key`;
+    - `auth_version = "3"`: Keystone v3 with `auth_url` and either `username`, `password`,
+      `project_name` (and the domains) or `application_credential_id` and `..._secret`;
+    - `storage_url` and `token`, already authenticated: no auth server at all.
+    """
+
+    type: Literal["swift"] = "swift"
+    auth_version: Literal["1", "3"] = "1"
+    auth_url: str | None = None
+    # v1 auth (tempauth: "<account>:<user>").
+    user: str | None = None
+    key: SecretStr | None = None
+    # Keystone v3.
+    username: str | None = None
+    password: SecretStr | None = None
+    project_name: str | None = None
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    application_credential_id: str | None = None
+    application_credential_secret: SecretStr | None = None
+    region_name: str | None = None
+    # Which catalog endpoint Keystone's object-store entry gives (public, internal, admin).
+    interface: str = "public"
+    # Pre-authenticated.
+    storage_url: str | None = None
+    token: SecretStr | None = None
+    container: str = "glint"
+    # Objects at least this big (and those of unknown size that grow past it) are written as
+    # segments of `segment_size` plus a static large object manifest.
+    large_object_size: int = Field(default=5 * 1024**3, ge=1024 * 1024)
+    segment_size: int = Field(default=200 * 1024**2, ge=1024 * 1024)
+    verify: TlsVerify = True
+    # Seconds for any one request to Swift.
+    timeout: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> SwiftStoreSettings:
+        if self.storage_url or self.token:
+            if not (self.storage_url and self.token):
+                raise ValueError("storage_url and token go together")
+            return self
+        if not self.auth_url:
+            raise ValueError("needs auth_url (or storage_url and token)")
+        if self.auth_version == "1" and not (self.user and self.key):
+            raise ValueError("v1 auth needs user and key")
+        if self.auth_version == "3":
+            application = self.application_credential_id and self.application_credential_secret
+            password = self.username and self.password and self.project_name
+            if not (application or password):
+                raise ValueError(
+                    "Keystone v3 auth needs username, password and project_name, "
+                    "or application_credential_id and application_credential_secret"
+                )
+        return self
+
+
+class S3StoreSettings(_StoreBase):
+    """An S3 bucket: AWS, Ceph RGW, MinIO, Swift's s3api."""
+
+    type: Literal["s3"] = "s3"
+    endpoint_url: str | None = None
+    region_name: str = "us-east-1"
+    access_key: str
+    secret_key: SecretStr
+    bucket: str = "glint"
+    addressing_style: Literal["path", "virtual", "auto"] = "auto"
+    # Objects at least this big, and those of unknown size that outgrow their first part, are
+    # written as a multipart upload in parts of `part_size`; smaller ones are one PUT, held in
+    # memory until it is sent (hence a default far below Glance's 100 MB).
+    large_object_size: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
+    part_size: int = Field(default=16 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    # Parts of one upload sent at once: a writer holds at most this many parts in flight plus
+    # the one it is filling.
+    upload_concurrency: int = Field(default=4, ge=1, le=16)
+    # boto3's request checksums and response validation: "when_required" keeps S3-compatible
+    # servers that do not know the newer checksum headers working across boto3 upgrades.
+    checksum: Literal["when_required", "when_supported"] = "when_required"
+    verify: TlsVerify = True
+    timeout: float = Field(default=60.0, gt=0)
+
+
+class HttpStoreSettings(_StoreBase):
+    """Read-only: image data that stays at an http(s) URL, given as a location."""
+
+    type: Literal["http"] = "http"
+    verify: TlsVerify = True
+    timeout: float = Field(default=60.0, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    # URLs whose host is (or resolves to) a loopback, private, link-local or otherwise
+    # non-public address are refused unless this is on: a location must not reach inside the
+    # network the service runs in.
+    allow_private_networks: bool = False
+
+
+StoreSettings = Annotated[
+    FileStoreSettings | SwiftStoreSettings | S3StoreSettings | HttpStoreSettings,
+    Field(discriminator="type"),
+]
+
+
+def _one_file_store() -> dict[str, StoreSettings]:
+    return {"local": FileStoreSettings()}
 
 
 class StorageSettings(_Group):
     default: str = "local"
-    stores: dict[str, StoreSettings] = Field(default_factory=lambda: {"local": FileStoreSettings()})
+    stores: dict[str, StoreSettings] = Field(default_factory=lambda: _one_file_store())
+    # Glance's multi-store API (`/v2/info/stores`, `X-Image-Meta-Store`, the `stores` field,
+    # versions 2.8 and 2.10-2.13): on by default when more than one store is configured.
+    multistore: bool | None = None
+
+    @property
+    def multistore_enabled(self) -> bool:
+        return self.multistore if self.multistore is not None else len(self.stores) > 1
 
     @model_validator(mode="after")
     def _default_exists(self) -> StorageSettings:
         if self.default not in self.stores:
             raise ValueError(f"default store {self.default!r} is not among the stores")
         return self
+
+
+class LocationSettings(_Group):
+    """Glance's options for exposing where image data lives. Both off by default, as OSSN-0065
+    and OSSN-0090 advise: a location can name credentials-bearing hosts and lets a caller
+    point an image at data that was never checked."""
+
+    # `locations` on images and JSON-patch of `/locations`.
+    show_multiple_locations: bool = False
+    # `direct_url` on images: the preferred location's URL.
+    show_image_direct_url: bool = False
 
 
 class JobSettings(_Group):
@@ -276,6 +414,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    locations: LocationSettings = Field(default_factory=LocationSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

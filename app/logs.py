@@ -191,6 +191,14 @@ def dict_config(level: str, format: Literal["text", "json"]) -> dict[str, Any]:
             "alembic.runtime.migration": {"filters": ["alembic_setup"]},
             # SQL is logged when GLINT_DATABASE__ECHO says so, not at every debug level.
             "sqlalchemy": {"level": "WARNING"},
+            # The HTTP store's client logs every request with its whole URL, query included
+            # (a presigned URL's signature); the store logs what it does without those.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+            # botocore and swiftclient log request details (headers, signed URLs) at debug.
+            "botocore": {"level": "WARNING"},
+            "boto3": {"level": "WARNING"},
+            "swiftclient": {"level": "WARNING"},
         },
     }
 

@@ -21,3 +21,13 @@ class ObjectNotFound(StoreError):
 
 class UnknownStore(StoreError):
     """No configured store has that id, or no driver serves that URI scheme."""
+
+
+class ReadOnlyStore(StoreError):
+    """The store does not take writes (Glance answers 410)."""
+
+
+class ForbiddenLocation(StoreError):
+    """A location the store will not reach: not an http(s) URL with a host, an ambiguous
+    spelling of an address, or a host that is or resolves to a non-public address (400 to
+    whoever gave it)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 from app.config import FileStoreSettings
 from app.storage.base import Capability, Store, StoredObject
 from app.storage.errors import ObjectNotFound, StoreError, StoreFull, StoreUnavailable
+from app.storage.guards import WriterGuards
 from app.storage.threads import abandon, run_in_thread
 
 T = TypeVar("T")
@@ -95,7 +96,7 @@ class FileStore:
     def from_settings(cls, store_id: str, settings: FileStoreSettings, data_dir: Path) -> FileStore:
         return cls(
             store_id,
-            settings.path if settings.path is not None else data_dir / "images",
+            settings.directory(data_dir),
             read_chunk_size=settings.read_chunk_size,
             fsync=settings.fsync,
         )
@@ -336,7 +337,7 @@ class _ReadHandle:
         os.close(self.fd)
 
 
-class FileWriter:
+class FileWriter(WriterGuards):
     """Streams one object into its staging file; see `FileStore.open_writer`.
 
     Each file operation holds `_lock` in its worker thread, so a `cancel` that follows a write
@@ -360,19 +361,6 @@ class FileWriter:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._size = 0
-        # distribution's fileWriter guards: after commit or cancel nothing more is accepted,
-        # and after a failed write only cancel is (the file holds an unknown prefix).
-        self._committed = False
-        self._cancelled = False
-        self._failed = False
-
-    def _check_open(self) -> None:
-        if self._committed:
-            raise StoreError("writer already committed")
-        if self._cancelled:
-            raise StoreError("writer already cancelled")
-        if self._failed:
-            raise StoreError("an earlier write failed; the writer can only be cancelled")
 
     async def write(self, chunk: bytes | bytearray | memoryview) -> None:
         self._check_open()
