@@ -22,3 +22,14 @@ class RequestContext:
     @property
     def is_member(self) -> bool:
         return bool(self.roles & {"member", "admin"})
+
+    @property
+    def has_service_role(self) -> bool:
+        """Another OpenStack service (Nova, Cinder) calling on its own behalf."""
+        return "service" in self.roles
+
+    @property
+    def is_service(self) -> bool:
+        """Glance's `service_api` rule: the service role, or admin (which services without a
+        service token still use)."""
+        return self.has_service_role or self.is_admin

@@ -14,7 +14,19 @@ from app.api import docs, errors, versions
 from app.api import metrics as metrics_api
 from app.api.deps import reject_unexpected_body
 from app.api.middleware import EdgeMiddleware
-from app.api.v2 import image_actions, image_data, images, json_schemas, members, tags
+from app.api.v2 import (
+    image_actions,
+    image_data,
+    image_locations,
+    images,
+    json_schemas,
+    members,
+    tags,
+)
+from app.api.v2 import (
+    stores as stores_api,
+)
+from app.api.v2.schemas import ImageView
 from app.auth import build_strategy
 from app.config import Settings, load_settings
 from app.db.engine import Database
@@ -22,6 +34,7 @@ from app.images import jobs as image_jobs
 from app.images.data import ImageDataService
 from app.images.members import MemberService
 from app.images.service import ImageService
+from app.images.stores import StoreCatalog
 from app.images.uploads import UploadLeases
 from app.jobs.queue import JobQueue
 from app.jobs.worker import AliveHook, Worker
@@ -31,10 +44,12 @@ from app.storage.registry import StoreRegistry
 _API_ROUTERS = (
     images.router,
     image_data.router,
+    image_locations.router,
     image_actions.router,
     tags.router,
     members.router,
     json_schemas.router,
+    stores_api.router,
 )
 
 
@@ -63,7 +78,7 @@ def build_worker(
 
     worker = Worker(
         JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
-        image_jobs.handlers(db, stores),
+        image_jobs.handlers(db, stores, settings.limits),
         poll_interval=settings.jobs.poll_interval,
         # Twice per lease: an upload whose process died is recovered within about two leases.
         sweeps=[(settings.uploads.lease_seconds / 2, recover_uploads)],
@@ -76,13 +91,18 @@ def build_worker(
     return worker
 
 
-def create_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, database: Database | None = None, stores: StoreRegistry | None = None
+) -> FastAPI:
+    """`database` and `stores`, when given, are used instead of those the settings describe."""
     db = database or Database(
         settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
     )
 
     metrics = build_metrics(settings)
-    stores = StoreRegistry.from_settings(settings.storage, settings.data_dir, metrics=metrics)
+    stores = stores or StoreRegistry.from_settings(
+        settings.storage, settings.data_dir, metrics=metrics
+    )
     leases = build_upload_leases(settings, db)
     worker = build_worker(settings, db, stores, leases, metrics)
 
@@ -110,18 +130,35 @@ def create_app(settings: Settings, *, database: Database | None = None) -> FastA
     state.settings = settings
     state.db = db
     state.auth = build_strategy(settings.auth)
-    state.v2_minors = versions.v2_minors(multistore=False, cache=False)
+    multistore = settings.storage.multistore_enabled
+    state.v2_minors = versions.v2_minors(multistore=multistore, cache=False)
     state.json_schemas = json_schemas.build_all(settings.image_formats)
-    state.image_create_headers = {}
+    state.image_create_headers = (
+        {"OpenStack-image-store-ids": ",".join(stores.ids())} if multistore else {}
+    )
+    state.image_view = ImageView(
+        show_locations=settings.locations.show_multiple_locations,
+        show_direct_url=settings.locations.show_image_direct_url,
+        multistore=multistore,
+        store_weight=stores.weight,
+    )
     state.stores = stores
     state.worker = worker
     state.metrics = metrics
     state.image_validator = json_schemas.make_validator(state.json_schemas["image"])
-    state.image_service = ImageService(db, limits=settings.limits, on_job_enqueued=worker.wake)
+    state.image_service = ImageService(
+        db,
+        stores,
+        limits=settings.limits,
+        locations=settings.locations,
+        multistore=multistore,
+        on_job_enqueued=worker.wake,
+    )
     state.data_service = ImageDataService(
         db, stores, leases, limits=settings.limits, uploads=settings.uploads, metrics=metrics
     )
     state.member_service = MemberService(db, limits=settings.limits)
+    state.store_catalog = StoreCatalog(stores, multistore=multistore)
 
     body_check = [Depends(reject_unexpected_body)]
     app.include_router(versions.router, dependencies=body_check)

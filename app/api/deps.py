@@ -8,12 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.api.v2.schemas import ImageView
 from app.auth import AuthStrategy
 from app.context import RequestContext
 from app.errors import BadRequest, PayloadTooLarge
 from app.images.data import ImageDataService
 from app.images.members import MemberService
 from app.images.service import ImageService
+from app.images.stores import StoreCatalog
 
 
 # These are `async` only so that FastAPI calls them inline: a plain `def` dependency costs a
@@ -38,6 +40,16 @@ async def get_member_service(request: Request) -> MemberService:
     return service
 
 
+async def get_store_catalog(request: Request) -> StoreCatalog:
+    catalog: StoreCatalog = request.app.state.store_catalog
+    return catalog
+
+
+async def get_image_view(request: Request) -> ImageView:
+    view: ImageView = request.app.state.image_view
+    return view
+
+
 async def reject_unexpected_body(request: Request) -> None:
     """A body on GET/HEAD/DELETE is 400, as on Glance's `body_reject` routes: only once the
     route is known, so an unrouted method stays 405."""
@@ -53,6 +65,8 @@ ContextDep = Annotated[RequestContext, Depends(get_context)]
 ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
 MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
 ImageDataServiceDep = Annotated[ImageDataService, Depends(get_data_service)]
+StoreCatalogDep = Annotated[StoreCatalog, Depends(get_store_catalog)]
+ImageViewDep = Annotated[ImageView, Depends(get_image_view)]
 
 
 def _refuse_constant(name: str) -> Any:

@@ -10,7 +10,9 @@ If the image was deleted meanwhile, the written object is deleted and the upload
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,7 +22,7 @@ from app.config import LimitSettings, UploadSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import BadRequest, Forbidden
+from app.errors import BadRequest, Forbidden, GlintError
 from app.images import policy
 from app.images.errors import ImageChanged
 from app.images.ingest import (
@@ -32,6 +34,7 @@ from app.images.ingest import (
     Target,
     ingest,
 )
+from app.images.locations import by_weight, redact
 from app.images.models import Image, ImageLocation
 from app.images.repository import ImageRepository
 from app.images.service import ImageService
@@ -39,13 +42,24 @@ from app.images.status import WITHOUT_DATA, ImageStatus
 from app.images.uploads import UploadLease, UploadLeases
 from app.metrics import NO_METRICS, Metrics
 from app.storage.base import Capability, Store
-from app.storage.errors import StoreError, UnknownStore
+from app.storage.errors import ObjectNotFound, StoreError, UnknownStore
 from app.storage.registry import StoreRegistry
+
+log = logging.getLogger(__name__)
 
 
 class UnknownStoreId(BadRequest):
     def __init__(self, store_id: str):
         super().__init__(f"Store for identifier {store_id} not found")
+
+
+class StoreAddDisabled(GlintError):
+    """An upload to a read-only store (the http store), as Glance answers it."""
+
+    status_code = 410
+
+    def __init__(self) -> None:
+        super().__init__("Error in store configuration. Adding images to store is disabled.")
 
 
 class FormatsNotSet(BadRequest):
@@ -68,27 +82,110 @@ class RangedReadUnsupported(BadRequest):
 
 
 @dataclass(frozen=True)
-class ImageData:
-    """An image's stored bytes, ready to be read whole or in part."""
+class Copy:
+    """One location of an image's bytes and the store that holds it."""
 
-    size: int
-    checksum: str | None
     store: Store
     location: str
 
+
+class ImageDataMissing(Exception):
+    """No location of an image with data holds its object any more. Glance answers 204 (as
+    if there were no data), which is what clients expect; the log names the broken locations."""
+
+    def __init__(self, image_id: str):
+        super().__init__(f"The data of image {image_id} is missing from every store.")
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """An image's stored bytes, ready to be read whole or in part, from the first copy that
+    delivers them."""
+
+    image_id: str
+    size: int
+    checksum: str | None
+    # The preferred copy first (the heaviest store's).
+    copies: tuple[Copy, ...]
+
     async def open(self, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """The bytes from `offset`, `length` of them (the rest when None). The first chunk is
-        read before this returns: a store that fails at once is a StoreFailure here, not a
-        broken stream later."""
+        read before this returns: when no copy can deliver it, that is a StoreFailure here,
+        not a broken stream later."""
         partial = offset != 0 or (length is not None and length != self.size)
-        if partial and Capability.READ_RANDOM not in self.store.capabilities:
+        copies = [
+            copy
+            for copy in self.copies
+            if not partial or Capability.READ_RANDOM in copy.store.capabilities
+        ]
+        if not copies:
             raise RangedReadUnsupported()
-        chunks = self.store.open_reader(self.location, offset, length)
+        chunks = self._read(copies, offset, self.size if length is None else offset + length)
         try:
             first = await anext(chunks, b"")
-        except StoreError as error:
-            raise StoreFailure(f"The image store failed: {error}") from error
+        except BaseException:
+            await chunks.aclose()
+            raise
         return _prepend(first, chunks)
+
+    async def _read(self, copies: list[Copy], start: int, end: int) -> AsyncGenerator[bytes, None]:
+        """Bytes `start` to `end` from the copies in turn: one that fails (or ends early)
+        hands over to the next, which goes on from the same byte. Raises StoreFailure only
+        when every copy failed before the first byte; after it, the last copy's StoreError,
+        which aborts the response (a clean short body would pass for the whole image)."""
+        position = start
+        failure: StoreError | None = None
+        # Whether every copy tried so far was simply not there (rather than unreachable).
+        all_missing = True
+        for copy in copies:
+            # Going on from a byte other than the first needs ranged reads.
+            if position != 0 and Capability.READ_RANDOM not in copy.store.capabilities:
+                continue
+            whole = position == 0 and end == self.size
+            try:
+                chunks = copy.store.open_reader(
+                    copy.location, position, None if whole else end - position
+                )
+                try:
+                    async for chunk in chunks:
+                        position += len(chunk)
+                        yield chunk
+                finally:
+                    await _close(chunks)
+            except ObjectNotFound as error:
+                failure = error
+                # Not an outage: the object behind an active image is gone, and an operator
+                # has to restore it or remove the location.
+                log.error(
+                    "image %s: its location in store %s is broken, the object is missing: %s",
+                    self.image_id,
+                    copy.store.store_id,
+                    redact(error, copy.location),
+                )
+                continue
+            except StoreError as error:
+                failure = error
+                all_missing = False
+                log.warning(
+                    "reading image %s from store %s failed at byte %d of %d: %s",
+                    self.image_id,
+                    copy.store.store_id,
+                    position,
+                    end,
+                    redact(error, copy.location),
+                )
+                continue
+            if position >= end:
+                return
+            failure = StoreError(f"the object ends at byte {position} of {end}")
+            all_missing = False
+            log.warning("image %s in store %s: %s", self.image_id, copy.store.store_id, failure)
+        if position == start:
+            if all_missing:
+                raise ImageDataMissing(self.image_id)
+            raise StoreFailure(f"No store could deliver the data of image {self.image_id}.")
+        assert failure is not None, "the loop ends early only when a copy failed"
+        raise failure
 
 
 class ImageDataService:
@@ -140,10 +237,13 @@ class ImageDataService:
                     idle_timeout=self.uploads.idle_timeout,
                 ),
             )
-        except BaseException:
+        except BaseException as error:
             # Shielded: this must finish even when the request was cancelled (client gone), or
             # the image would stay in `saving` until its lease ran out.
-            await asyncio.shield(to_thread.run_sync(self.leases.abort, lease))
+            abort = functools.partial(
+                self.leases.abort, lease, store_failed=isinstance(error, StoreFailure)
+            )
+            await asyncio.shield(to_thread.run_sync(abort))
             raise
         finally:
             self.metrics.upload_ended()
@@ -170,9 +270,12 @@ class ImageDataService:
 
     def _store(self, store_id: str | None) -> Store:
         try:
-            return self.stores.get(store_id) if store_id else self.stores.default
+            store = self.stores.get(store_id) if store_id else self.stores.default
         except UnknownStore:
             raise UnknownStoreId(str(store_id)) from None
+        if Capability.WRITE not in store.capabilities:
+            raise StoreAddDisabled()
+        return store
 
     def _begin_upload(
         self, ctx: RequestContext, image_id: str, store: Store
@@ -239,15 +342,24 @@ class ImageDataService:
         found = await to_thread.run_sync(self._locate, ctx, image_id)
         if found is None:
             return None
-        image, location = found
-        return ImageData(
-            size=image.size or 0,
-            checksum=image.checksum,
-            store=self.stores.for_location(location.url),
-            location=location.url,
-        )
+        image, rows = found
+        copies = []
+        for row in by_weight(rows, self.stores.weight):
+            try:
+                copies.append(Copy(self.stores.for_location(row.url), row.url))
+            except UnknownStore:
+                log.warning(
+                    "image %s has a location in store %s, which is not configured",
+                    image_id,
+                    row.store_id,
+                )
+        if not copies:
+            raise StoreFailure(f"No configured store holds the data of image {image_id}.")
+        return ImageData(image.id, image.size or 0, image.checksum, tuple(copies))
 
-    def _locate(self, ctx: RequestContext, image_id: str) -> tuple[Image, ImageLocation] | None:
+    def _locate(
+        self, ctx: RequestContext, image_id: str
+    ) -> tuple[Image, list[ImageLocation]] | None:
         policy.require_reader(ctx, "get_image")
         with self.db.session(write=False) as session:
             repo = ImageRepository(session)
@@ -260,7 +372,13 @@ class ImageDataService:
             locations = repo.locations(image_id)
             if not locations:
                 return None
-            return image, locations[0]
+            return image, locations
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -271,6 +389,4 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
             yield chunk
     finally:
         # A client that goes away mid-download must not leave the store's reader open.
-        close = getattr(rest, "aclose", None)
-        if close is not None:
-            await close()
+        await _close(rest)

@@ -123,12 +123,12 @@ async def ingest(
     expect: Expectations = Expectations(),
     inspection: Inspection | None = None,
     idle_timeout: float | None = None,
+    hash_algorithm: str = HASH_ALGORITHM,
 ) -> IngestFacts:
     """Streams `source` into a new object in every target; commits them only if every check
     passed. Raises an IngestError (or the source's own error, or CancelledError) after
-    cancelling every writer; then nothing of this call remains in any store."""
-    if not targets:
-        raise ValueError("ingest needs at least one target")
+    cancelling every writer; then nothing of this call remains in any store. With no targets
+    the data is only measured (bytes already stored elsewhere)."""
     if expect.size is not None and expect.size > size_cap:
         raise ImageTooLarge(size_cap)
     writers: list[StoreWriter] = []
@@ -140,6 +140,7 @@ async def ingest(
             writers.append(await target.store.open_writer(target.key, expect.size))
         pipeline = _Pipeline(
             writers,
+            hash_algorithm=hash_algorithm,
             size_cap=size_cap,
             expected_size=expect.size,
             inspector=FormatInspector(inspection.declared_format) if inspection else None,
@@ -244,6 +245,7 @@ class _Pipeline:
         self,
         writers: Sequence[StoreWriter],
         *,
+        hash_algorithm: str,
         size_cap: int,
         expected_size: int | None,
         inspector: FormatInspector | None,
@@ -254,7 +256,7 @@ class _Pipeline:
         self.inspector = inspector
         self.size = 0
         self.md5 = hashlib.md5(usedforsecurity=False)
-        self.multihash = hashlib.new(HASH_ALGORITHM)
+        self.multihash = hashlib.new(hash_algorithm)
         self._md5_lane = ThreadPoolExecutor(1, thread_name_prefix="ingest-md5")
         self._multihash_lane = ThreadPoolExecutor(1, thread_name_prefix="ingest-hash")
         self._last_writes: list[asyncio.Future[None] | None] = [None] * len(writers)
@@ -304,7 +306,7 @@ class _Pipeline:
         if expect.checksum is not None and expect.checksum.lower() != checksum:
             raise ChecksumMismatch("md5 checksum", expect.checksum, checksum)
         if expect.hash_value is not None and expect.hash_value.lower() != hash_value:
-            raise ChecksumMismatch(HASH_ALGORITHM, expect.hash_value, hash_value)
+            raise ChecksumMismatch(self.multihash.name, expect.hash_value, hash_value)
         virtual_size = detected = None
         if self.inspector is not None and inspection is not None:
             result = self.inspector.finish(self.size)
@@ -313,7 +315,7 @@ class _Pipeline:
         return {
             "size": self.size,
             "checksum": checksum,
-            "hash_algo": HASH_ALGORITHM,
+            "hash_algo": self.multihash.name,
             "hash_value": hash_value,
             "virtual_size": virtual_size,
             "detected_format": detected,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +12,20 @@ from sqlmodel import Field, SQLModel
 
 from app.db.base import MYSQL_TABLE_OPTIONS, LongText, Timestamp, utcnow
 from app.images.status import ImageStatus
+
+
+class JsonObject(sa.types.TypeDecorator[dict[str, Any]]):
+    """A JSON object, stored as text: the same column type on every database (MariaDB's JSON
+    is a checked LONGTEXT that the others would not reflect alike)."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: dict[str, Any] | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> dict[str, Any] | None:
+        return None if value is None else dict(json.loads(value))
 
 
 def image_id_field() -> Any:
@@ -118,8 +134,14 @@ class ImageMember(SQLModel, table=True):
     )
 
 
+class LocationStatus(StrEnum):
+    ACTIVE = "active"
+    # Removed from its image; a job deletes the bytes, then the row.
+    PENDING_DELETE = "pending_delete"
+
+
 class ImageLocation(SQLModel, table=True):
-    """Where an image's bytes are: one row per stored copy."""
+    """Where an image's bytes are: one row per stored copy, in the image's order (`position`)."""
 
     __tablename__ = "image_location"
     __table_args__ = (sa.Index("ix_image_location_image_id", "image_id"), MYSQL_TABLE_OPTIONS)
@@ -128,6 +150,14 @@ class ImageLocation(SQLModel, table=True):
     image_id: str = image_id_field()
     store_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    position: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    # What the client said about the location (Glance's `metadata`); the store is `store_id`.
+    location_metadata: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column("metadata", JsonObject(), nullable=False)
+    )
+    status: LocationStatus = Field(
+        default=LocationStatus.ACTIVE, sa_column=sa.Column(sa.String(30), nullable=False)
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
     )

@@ -26,6 +26,11 @@ def require_admin(ctx: RequestContext, action: str) -> None:
         raise PolicyDenied(action)
 
 
+def require_service(ctx: RequestContext, action: str) -> None:
+    if not ctx.is_service:
+        raise PolicyDenied(action)
+
+
 def owns(ctx: RequestContext, image: Image) -> bool:
     return ctx.project_id is not None and image.owner == ctx.project_id
 
@@ -44,6 +49,14 @@ def require_owner_member(ctx: RequestContext, image: Image, action: str) -> None
     if ctx.is_admin:
         return
     if not (ctx.is_member and owns(ctx, image)):
+        raise PolicyDenied(action)
+
+
+def require_owner_reader(ctx: RequestContext, image: Image, action: str) -> None:
+    """Reading what only the image's project sees: admin, or a reader of the owning project."""
+    if ctx.is_admin:
+        return
+    if not (ctx.is_reader and owns(ctx, image)):
         raise PolicyDenied(action)
 
 

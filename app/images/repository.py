@@ -14,7 +14,14 @@ from sqlmodel import Session, col, select
 
 from app.context import RequestContext
 from app.db.base import utcnow
-from app.images.models import Image, ImageLocation, ImageMember, ImageProperty, ImageTag
+from app.images.models import (
+    Image,
+    ImageLocation,
+    ImageMember,
+    ImageProperty,
+    ImageTag,
+    LocationStatus,
+)
 from app.images.query import ImageListQuery
 from app.images.status import INVISIBLE, ImageStatus, check_transition
 
@@ -64,13 +71,25 @@ _MEMBER = select(ImageMember).where(
 )
 
 
+_ACTIVE_LOCATIONS_OF = (
+    select(ImageLocation)
+    .where(
+        col(ImageLocation.image_id).in_(sa.bindparam("ids", expanding=True)),
+        col(ImageLocation.status) == LocationStatus.ACTIVE,
+    )
+    .order_by(col(ImageLocation.position), col(ImageLocation.id))
+)
+
+
 @dataclass
 class ImageRecord:
-    """An image with its custom properties and tags."""
+    """An image with its custom properties and tags, and its active locations in order when
+    they were asked for."""
 
     image: Image
     properties: dict[str, str] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    locations: list[ImageLocation] = field(default_factory=list)
 
 
 def _sort_expression(key: str) -> ColumnElement[Any]:
@@ -116,24 +135,47 @@ class ImageRepository:
             .order_by(col(ImageMember.created_at), col(ImageMember.id))
         ).all()
 
-    def locations(self, image_id: str) -> Sequence[ImageLocation]:
-        return self.session.exec(
-            select(ImageLocation)
-            .where(ImageLocation.image_id == image_id)
-            .order_by(col(ImageLocation.id))
-        ).all()
+    def locations(self, image_id: str) -> list[ImageLocation]:
+        """The image's active locations, in its order."""
+        return list(self.session.exec(_ACTIVE_LOCATIONS_OF, params={"ids": [image_id]}).all())
 
-    def load(self, images: Sequence[Image]) -> list[ImageRecord]:
-        """Attach properties and tags, two queries for any number of images."""
+    def find_location(self, location_id: int) -> ImageLocation | None:
+        return self.session.get(ImageLocation, location_id)
+
+    def is_referenced(
+        self, url: str, *, besides_location: int | None = None, besides_image: str | None = None
+    ) -> bool:
+        """Whether an active location (other than `besides_location`, of an image other than
+        `besides_image`) names `url`: then its bytes must stay."""
+        conditions = [
+            col(ImageLocation.url) == url,
+            col(ImageLocation.status) == LocationStatus.ACTIVE,
+        ]
+        if besides_location is not None:
+            conditions.append(col(ImageLocation.id) != besides_location)
+        if besides_image is not None:
+            conditions.append(col(ImageLocation.image_id) != besides_image)
+        return self.session.exec(select(ImageLocation.id).where(*conditions)).first() is not None
+
+    def load(self, images: Sequence[Image], *, with_locations: bool = False) -> list[ImageRecord]:
+        """Attach properties and tags (and active locations), a query each for any number of
+        images."""
         ids = [image.id for image in images]
         properties: dict[str, dict[str, str]] = defaultdict(dict)
         tags: dict[str, list[str]] = defaultdict(list)
+        locations: dict[str, list[ImageLocation]] = defaultdict(list)
         if ids:
             for image_id, name, value in self.session.execute(_PROPERTIES_OF, {"ids": ids}):
                 properties[image_id][name] = value
             for image_id, value in self.session.execute(_TAGS_OF, {"ids": ids}):
                 tags[image_id].append(value)
-        return [ImageRecord(image, properties[image.id], tags[image.id]) for image in images]
+            if with_locations:
+                for location in self.session.exec(_ACTIVE_LOCATIONS_OF, params={"ids": ids}):
+                    locations[location.image_id].append(location)
+        return [
+            ImageRecord(image, properties[image.id], tags[image.id], locations[image.id])
+            for image in images
+        ]
 
     def add(self, record: ImageRecord) -> None:
         self.session.add(record.image)

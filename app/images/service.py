@@ -7,14 +7,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
-from app.config import LimitSettings
+from app.config import LimitSettings, LocationSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import NotFound
-from app.images import attributes, policy
+from app.errors import Conflict, Forbidden, NotFound
+from app.images import attributes, locations, policy
 from app.images.errors import (
     CoreAttributeRemoval,
     ForeignOwner,
@@ -25,6 +27,7 @@ from app.images.errors import (
     ImageProtected,
     InvalidAttributeValue,
     OwnerChangeDenied,
+    PolicyDenied,
     PropertyExists,
     PropertyMissing,
     PropertyTooLong,
@@ -33,14 +36,19 @@ from app.images.errors import (
     TagNotFound,
     UnknownMarker,
 )
-from app.images.models import Image
+from app.images.ingest import HASH_ALGORITHM
+from app.images.locations import LocationChange, LocationEdit, ProbedLocation
+from app.images.models import Image, ImageLocation, LocationStatus
 from app.images.query import ImageListQuery
 from app.images.repository import ImageRecord, ImageRepository
 from app.images.status import ImageStatus
 from app.images.uploads import UploadLeases
 from app.jobs.queue import enqueue
+from app.storage.registry import StoreRegistry
 
 DELETE_DATA_JOB = "image.delete_data"
+DELETE_LOCATION_JOB = "image.delete_location"
+ADD_LOCATION_JOB = "image.add_location"
 
 MAX_PROPERTY_NAME = 255
 MAX_INTEGER = 2**31 - 1  # min_ram and min_disk are 32-bit columns, as in Glance
@@ -84,24 +92,65 @@ class RemoveAttribute:
     name: str
 
 
-ImageChange = SetAttribute | RemoveAttribute
+AttributeChange = SetAttribute | RemoveAttribute
+ImageChange = AttributeChange | LocationChange
 
 
 def _deduplicate(tags: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
+class StoreNotOnThisNode(Conflict):
+    def __init__(self, store_id: str):
+        super().__init__(f"The selected store {store_id} is not available on this node.")
+
+
+class OnlyCopy(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "Cannot delete image data from the only store containing it. Consider deleting "
+            "the image instead."
+        )
+
+
+class NotInStore(NotFound):
+    def __init__(self, image_id: str, store_id: str):
+        super().__init__(f"Image {image_id} is not stored in store {store_id}.")
+
+
+class StoreDeleteOfInactive(Conflict):
+    def __init__(self) -> None:
+        super().__init__(
+            "It's not allowed to remove image data from store if image status is not 'active'"
+        )
+
+
+class LocationApiRestricted(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("http store must be enabled to use location API by normal user.")
+
+
 class ImageService:
     def __init__(
         self,
         db: Database,
+        stores: StoreRegistry,
         *,
         limits: LimitSettings,
+        locations: LocationSettings,
+        multistore: bool,
         on_job_enqueued: Callable[[], None] = lambda: None,
     ):
         self.db = db
+        self.stores = stores
         self.limits = limits
+        self.location_settings = locations
+        self.multistore = multistore
         self.on_job_enqueued = on_job_enqueued
+        # Images are shown with their locations only when something in the answer needs them.
+        self.shows_locations = (
+            locations.show_multiple_locations or locations.show_image_direct_url or multistore
+        )
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -109,7 +158,8 @@ class ImageService:
         policy.require_reader(ctx, "get_image")
         with self.db.session(write=False) as session:
             repo = ImageRepository(session)
-            return repo.load([self.visible_image(repo, ctx, image_id)])[0]
+            image = self.visible_image(repo, ctx, image_id)
+            return self._load(repo, ctx, [image])[0]
 
     def list_images(self, ctx: RequestContext, query: ImageListQuery) -> list[ImageRecord]:
         policy.require_reader(ctx, "get_images")
@@ -119,7 +169,16 @@ class ImageService:
                 raise UnknownMarker(query.marker)
             if query.limit == 0:
                 return []
-            return repo.load(repo.find_page(ctx, query))
+            return self._load(repo, ctx, repo.find_page(ctx, query))
+
+    def list_locations(self, ctx: RequestContext, image_id: str) -> list[ImageLocation]:
+        """`GET /v2/images/{id}/locations`: for services only."""
+        policy.require_reader(ctx, "get_image")
+        with self.db.session(write=False) as session:
+            repo = ImageRepository(session)
+            image = self.visible_image(repo, ctx, image_id)
+            policy.require_service(ctx, "fetch_image_location")
+            return self._load(repo, ctx, [image], with_locations=True)[0].locations
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -153,18 +212,52 @@ class ImageService:
             raise ImageIdTaken(image.id) from exc
         return record
 
-    def update(
+    async def update(
         self, ctx: RequestContext, image_id: str, changes: Sequence[ImageChange]
     ) -> ImageRecord:
+        """A JSON patch, all or nothing. Locations it names are looked at in their stores
+        first, outside the transaction, and only for a caller allowed to change them."""
+        probed: dict[str, ProbedLocation | None] = {}
+        urls = locations.named_urls(changes)
+        if urls:
+            await to_thread.run_sync(self._check_locations_changeable, ctx, image_id, changes)
+            probed = await locations.probe(self.stores, urls)
+        record, jobs = await to_thread.run_sync(self._update, ctx, image_id, changes, probed)
+        if jobs:
+            self.on_job_enqueued()
+        return record
+
+    def _check_locations_changeable(
+        self, ctx: RequestContext, image_id: str, changes: Sequence[ImageChange]
+    ) -> None:
+        """Refuses, before any store is asked about them, location changes that would be
+        refused whatever the locations are."""
         policy.require_reader(ctx, "get_image")
+        with self.db.session(write=False) as session:
+            image = self.visible_image(ImageRepository(session), ctx, image_id)
+            self._authorize(ctx, image, changes)
+            first = next(c for c in changes if not isinstance(c, SetAttribute | RemoveAttribute))
+            locations.require_enabled(self.location_settings.show_multiple_locations, first)
+
+    def _update(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        changes: Sequence[ImageChange],
+        probed: dict[str, ProbedLocation | None],
+    ) -> tuple[ImageRecord, bool]:
+        """The patched image, and whether jobs were enqueued."""
+        policy.require_reader(ctx, "get_image")
+        attribute_changes = [c for c in changes if isinstance(c, SetAttribute | RemoveAttribute)]
+        location_changes = [c for c in changes if not isinstance(c, SetAttribute | RemoveAttribute)]
         with self.db.session() as session:
             repo = ImageRepository(session, lock=True)
             image = self.visible_image(repo, ctx, image_id)
-            policy.require_owner_member(ctx, image, "modify_image")
-            record = repo.load([image])[0]
-            for change in changes:
+            self._authorize(ctx, image, changes)
+            record = self._load(repo, ctx, [image], with_locations=bool(location_changes))[0]
+            for change in attribute_changes:
                 self._check_changeable(ctx, change)
-            document = self._apply(self._document(record), changes)
+            document = self._apply(self._document(record), attribute_changes)
             properties = {k: v for k, v in document.items() if k not in attributes.BASE}
             self._check_values(document["min_ram"], document["min_disk"], properties)
             changed = {k for k in attributes.WRITABLE_COLUMNS if document[k] != getattr(image, k)}
@@ -175,6 +268,16 @@ class ImageService:
                 policy.require_visibility_allowed(ctx, document["visibility"])
             tags = _deduplicate(document["tags"])
             self._check_quotas(properties, tags)
+            edit = LocationEdit(
+                image,
+                record.locations,
+                probed,
+                enabled=self.location_settings.show_multiple_locations,
+                quota=self.limits.image_location_quota,
+                hash_algorithm=HASH_ALGORITHM,
+            )
+            for location_change in location_changes:
+                edit.apply(location_change)
 
             for name in changed:
                 setattr(image, name, document[name])
@@ -182,7 +285,8 @@ class ImageService:
             repo.replace_properties(image.id, record.properties, properties)
             repo.replace_tags(image.id, record.tags, tags)
             session.add(image)
-            return ImageRecord(image, properties, tags)
+            jobs = bool(location_changes) and self._save_locations(session, repo, image, edit)
+            return ImageRecord(image, properties, tags, edit.locations), jobs
 
     def delete(self, ctx: RequestContext, image_id: str) -> None:
         policy.require_reader(ctx, "get_image")
@@ -215,6 +319,73 @@ class ImageService:
                 )
         if needs_job:
             self.on_job_enqueued()
+
+    def delete_from_store(self, ctx: RequestContext, store_id: str, image_id: str) -> None:
+        """`DELETE /v2/stores/{store_id}/{image_id}`: the image's copy in one store goes (its
+        bytes by a job, after this commits); the image keeps its other copies."""
+        if not self.multistore:
+            raise NotFound()
+        if store_id not in self.stores.ids():
+            raise StoreNotOnThisNode(store_id)
+        policy.require_reader(ctx, "get_image")
+        with self.db.session() as session:
+            repo = ImageRepository(session, lock=True)
+            missing = NotFound(f"Failed to find image {image_id}")
+            image = self.visible_image(repo, ctx, image_id, missing=missing)
+            policy.require_owner_reader(ctx, image, "get_image_location")
+            policy.require_admin(ctx, "delete_image_location")
+            if image.status != ImageStatus.ACTIVE:
+                raise StoreDeleteOfInactive()
+            copies = repo.locations(image.id)
+            if len(copies) == 1:
+                raise OnlyCopy()
+            copy = next((row for row in copies if row.store_id == store_id), None)
+            if copy is None:
+                raise NotInStore(image_id, store_id)
+            self._forget_locations(session, image, [copy])
+        self.on_job_enqueued()
+
+    async def add_location(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        url: str,
+        validation_data: dict[str, str],
+    ) -> None:
+        """`POST /v2/images/{id}/locations`: the queued image becomes `importing`, and a job
+        reads the location's bytes to hash them (and check them against `validation_data`)
+        before the image becomes `active` with that location."""
+        await to_thread.run_sync(self._begin_location_import, ctx, image_id, url, validation_data)
+        self.on_job_enqueued()
+
+    def _begin_location_import(
+        self, ctx: RequestContext, image_id: str, url: str, validation_data: dict[str, str]
+    ) -> None:
+        policy.require_reader(ctx, "get_image")
+        with self.db.session() as session:
+            repo = ImageRepository(session, lock=True)
+            image = self.visible_image(repo, ctx, image_id)
+            if image.status != ImageStatus.QUEUED:
+                raise locations.LocationsLocked("add", image.status)
+            if not (ctx.is_service or (ctx.is_member and policy.owns(ctx, image))):
+                raise PolicyDenied("add_image_location")
+            store_id = locations.store_of(self.stores, url)
+            # Other callers may only point at data that stays where it is (an http store).
+            if not ctx.has_service_role and (
+                store_id is None or not self.stores.is_read_only(store_id)
+            ):
+                raise LocationApiRestricted()
+            locations.check_hashing_data(validation_data, HASH_ALGORITHM)
+            if store_id is None:
+                raise locations.InvalidLocation()
+            if not repo.transition(image_id, from_=ImageStatus.QUEUED, to=ImageStatus.IMPORTING):
+                raise ImageChanged(image_id, "its location was added")
+            enqueue(
+                session,
+                ADD_LOCATION_JOB,
+                {"image_id": image_id, "url": url, "validation_data": validation_data},
+                lock=image_id,
+            )
 
     def deactivate(self, ctx: RequestContext, image_id: str) -> None:
         self._toggle(ctx, image_id, "deactivate", ImageStatus.ACTIVE, ImageStatus.DEACTIVATED)
@@ -269,6 +440,73 @@ class ImageService:
             if image.status != from_ or not repo.transition(image_id, from_=from_, to=to):
                 raise StatusActionRefused(action, image.status)
 
+    def _load(
+        self,
+        repo: ImageRepository,
+        ctx: RequestContext,
+        images: Sequence[Image],
+        *,
+        with_locations: bool = False,
+    ) -> list[ImageRecord]:
+        """The images' records, with the locations this caller may see: none of a
+        deactivated image, unless an admin asks (as in Glance's database layer)."""
+        records = repo.load(images, with_locations=with_locations or self.shows_locations)
+        if not ctx.is_admin:
+            for record in records:
+                if record.image.status == ImageStatus.DEACTIVATED:
+                    record.locations = []
+        return records
+
+    @staticmethod
+    def _authorize(ctx: RequestContext, image: Image, changes: Sequence[ImageChange]) -> None:
+        """Glance's policy for each change, in order (a patch of nothing needs modify_image)."""
+        if not changes:
+            policy.require_owner_member(ctx, image, "modify_image")
+        for change in changes:
+            if isinstance(change, locations.RemoveLocation):
+                policy.require_admin(ctx, "delete_image_location")
+            elif isinstance(change, locations.AddLocation | locations.ReplaceLocations):
+                if isinstance(change, locations.ReplaceLocations) and not change.locations:
+                    raise locations.NoLocations()
+                policy.require_owner_member(ctx, image, "set_image_location")
+            else:
+                policy.require_owner_member(ctx, image, "modify_image")
+
+    def _save_locations(
+        self, session: Session, repo: ImageRepository, image: Image, edit: LocationEdit
+    ) -> bool:
+        """Writes what `edit` made of the image's locations and data facts; whether jobs
+        were enqueued (to delete removed locations' bytes)."""
+        for position, row in enumerate(edit.locations):
+            row.position = position
+            session.add(row)
+        facts = {key: value for key, value in edit.facts.items() if getattr(image, key) != value}
+        if edit.status != image.status:
+            session.flush()
+            if not repo.transition(image.id, from_=image.status, to=edit.status, **facts):
+                raise ImageChanged(image.id, "its locations changed")
+            session.refresh(image)
+        else:
+            for key, value in facts.items():
+                setattr(image, key, value)
+        self._forget_locations(session, image, edit.removed)
+        return bool(edit.removed)
+
+    @staticmethod
+    def _forget_locations(session: Session, image: Image, removed: Sequence[ImageLocation]) -> None:
+        """The locations leave the image now; their bytes go by a job, once this commits."""
+        for row in removed:
+            row.status = LocationStatus.PENDING_DELETE
+            session.add(row)
+        session.flush()
+        for row in removed:
+            enqueue(
+                session,
+                DELETE_LOCATION_JOB,
+                {"image_id": image.id, "location_id": row.id},
+                lock=image.id,
+            )
+
     @staticmethod
     def _find_visible(repo: ImageRepository, ctx: RequestContext, image_id: str) -> Image | None:
         image = repo.find(image_id)
@@ -294,7 +532,7 @@ class ImageService:
         return image
 
     @staticmethod
-    def _check_changeable(ctx: RequestContext, change: ImageChange) -> None:
+    def _check_changeable(ctx: RequestContext, change: AttributeChange) -> None:
         name = change.name
         attributes.check_settable(name, creating=False)
         if isinstance(change, RemoveAttribute) and name in attributes.WRITABLE_CORE:
@@ -344,7 +582,7 @@ class ImageService:
         }
 
     @staticmethod
-    def _apply(document: dict[str, Any], changes: Sequence[ImageChange]) -> dict[str, Any]:
+    def _apply(document: dict[str, Any], changes: Sequence[AttributeChange]) -> dict[str, Any]:
         """The document with the changes made in order."""
         document = dict(document)
         for change in changes:

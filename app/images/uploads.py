@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 DISCARD_UPLOAD_JOB = "image.discard_upload"
 # What an image that goes back to `queued` must not keep from the data it did not get.
-_CLEARED_DATA_FACTS: dict[str, Any] = {
+CLEARED_DATA_FACTS: dict[str, Any] = {
     "size": None,
     "virtual_size": None,
     "checksum": None,
@@ -95,7 +95,7 @@ def _one_row(result: Any) -> bool:
 def _requeue(session: Session, image_id: str, status: ImageStatus) -> bool:
     """The image back to `queued`, without the facts of data it did not get."""
     return ImageRepository(session).transition(
-        image_id, from_=status, to=ImageStatus.QUEUED, **_CLEARED_DATA_FACTS
+        image_id, from_=status, to=ImageStatus.QUEUED, **CLEARED_DATA_FACTS
     )
 
 
@@ -161,12 +161,25 @@ class UploadLeases:
         session.delete(lease)
         return discard_payload(lease.store_id, lease.object_key, lease.image_id)
 
-    def abort(self, lease: UploadLease) -> None:
+    def abort(self, lease: UploadLease, *, store_failed: bool = False) -> None:
         """A failed upload leaves its image as it was: `queued`, with no data facts (unless
-        it no longer held the image)."""
+        it no longer held the image).
+
+        When the store itself failed, the upload's clean-up (deleting segments, aborting a
+        multipart upload) most likely failed with it: a job retries it once the store is back.
+        """
         with self.db.session() as session:
             if self.release(session, lease):
                 _requeue(session, lease.image_id, lease.status)
+            if store_failed:
+                enqueue(
+                    session,
+                    DISCARD_UPLOAD_JOB,
+                    discard_payload(lease.store_id, lease.object_key, lease.image_id),
+                    lock=lease.image_id,
+                )
+        if store_failed:
+            self.on_job_enqueued()
 
     # --- while the bytes flow -------------------------------------------------------------
 

@@ -149,7 +149,17 @@ def test_patch_is_all_or_nothing(client: TestClient, image: dict[str, Any]) -> N
         ({"op": "replace", "path": "/a//b", "value": "x"}, 400, "adjacent"),
         ({"op": "replace", "path": "/a~2", "value": "x"}, 400, "recognized escape"),
         ({"op": "replace", "path": "/name/first", "value": "x"}, 400, "Invalid JSON pointer"),
-        ({"op": "add", "path": "/locations/-", "value": {"url": "file:///etc/passwd"}}, 403, ""),
+        (
+            {"op": "add", "path": "/locations/-", "value": {"url": "file:///x", "metadata": {}}},
+            403,
+            "not allowed to add locations if locations are invisible",
+        ),
+        (
+            {"op": "add", "path": "/locations/-", "value": {"url": "file:///etc/passwd"}},
+            400,
+            "&#x27;metadata&#x27; is a required property",
+        ),
+        ({"op": "add", "path": "/locations", "value": []}, 400, "Invalid JSON pointer"),
         ({"op": "replace", "path": "/tags", "value": "t"}, 400, "is not of type"),
         ({"op": "remove", "path": "/tags"}, 403, "may not be removed"),
         ({"op": "replace", "path": "/owner", "value": "project-b"}, 403, "Owner"),

@@ -1,7 +1,8 @@
 """Replays whole recorded Glance sessions against Glint, in order, and compares every answer.
 
 The recording created its images off-camera; `seed` recreates them with the same ids and the
-state the first recorded answer shows (including data fields, until uploads exist here).
+state the first recorded answer shows (data fields, and a location in the `fast` store for an
+image with data). The app has the recording's two file stores (tests/fidelity/conftest.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.db.engine import Database
-from app.images.models import Image
+from app.images.models import Image, ImageLocation
 from app.images.repository import ImageRecord, ImageRepository
 from app.images.status import ImageStatus
 from tests.fidelity.samples import Exchange, exchanges
@@ -50,6 +51,10 @@ def seed(
         ImageRepository(session).add(
             ImageRecord(Image(id=image_id, **fields), properties or {}, tags or [])
         )
+        if fields.get("size"):
+            # Where the recording's upload put the data (never read by these sessions).
+            url = f"file:///seeded/{image_id}"
+            session.add(ImageLocation(image_id=image_id, store_id="fast", url=url))
 
 
 _CORE = (
@@ -83,8 +88,7 @@ def _comparable(value: Any, *, keep_times: bool) -> Any:
         return {
             key: (sorted(item) if key == "tags" else _comparable(item, keep_times=keep_times))
             for key, item in value.items()
-            # `stores` appears only with multi-store, which the recording had and Glint has not.
-            if key != "stores" and (keep_times or key not in ("created_at", "updated_at"))
+            if keep_times or key not in ("created_at", "updated_at")
         }
     if isinstance(value, list):
         return [_comparable(item, keep_times=keep_times) for item in value]

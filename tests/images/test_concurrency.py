@@ -6,6 +6,7 @@ Runs against whichever database GLINT_TEST_DB names; on SQLite this is what Glan
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,7 +46,7 @@ def test_concurrent_creates_updates_and_reads(images: ImageService) -> None:
     def mixed(i: int) -> Any:
         image_id = ids[i % len(ids)]
         if i % 3 == 0:
-            return images.update(OWNER, image_id, [SetAttribute(f"p{i}", "v")])
+            return asyncio.run(images.update(OWNER, image_id, [SetAttribute(f"p{i}", "v")]))
         if i % 3 == 1:
             images.add_tag(OWNER, image_id, f"tag{i}")
             return None
@@ -115,8 +116,8 @@ def test_racing_changes_to_one_image_all_apply(images: ImageService) -> None:
     def change(i: int) -> None:
         images.add_tag(OWNER, image_id, "same")
         images.add_tag(OWNER, image_id, f"t{i}")
-        images.update(OWNER, image_id, [SetAttribute("shared", str(i))])
-        images.update(OWNER, image_id, [SetAttribute(f"p{i}", "v")])
+        asyncio.run(images.update(OWNER, image_id, [SetAttribute("shared", str(i))]))
+        asyncio.run(images.update(OWNER, image_id, [SetAttribute(f"p{i}", "v")]))
 
     run_all(change, WORKERS)
     shown = images.get(OWNER, image_id)

@@ -13,6 +13,7 @@ from app.api.deps import ContextDep, ImageDataServiceDep
 from app.api.ranges import legacy_content_range, parse_range
 from app.api.v2.responses import ERROR_RESPONSES, error_responses
 from app.errors import BadRequest, UnsupportedMediaType
+from app.images.data import ImageDataMissing
 from app.images.formats import UnsafeImage
 
 router = APIRouter(prefix="/v2/images/{image_id}/file", tags=["images"], responses=ERROR_RESPONSES)
@@ -173,12 +174,15 @@ async def download_image_data(
     headers = {"Content-Type": OCTET_STREAM}
     if image_data.checksum:
         headers["Content-MD5"] = image_data.checksum
-    if byte_range is None:
-        status_code, length = 200, image_data.size
-        chunks = await image_data.open()
-    else:
-        status_code, length = 206, byte_range.length
-        headers["Content-Range"] = byte_range.content_range(image_data.size)
-        chunks = await image_data.open(byte_range.start, byte_range.length)
+    try:
+        if byte_range is None:
+            status_code, length = 200, image_data.size
+            chunks = await image_data.open()
+        else:
+            status_code, length = 206, byte_range.length
+            headers["Content-Range"] = byte_range.content_range(image_data.size)
+            chunks = await image_data.open(byte_range.start, byte_range.length)
+    except ImageDataMissing:
+        return Response(status_code=204)
     headers["Content-Length"] = str(length)
     return StreamingResponse(chunks, status_code=status_code, headers=headers)

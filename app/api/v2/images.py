@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api.deps import ContextDep, ImageServiceDep, read_json, read_json_object
+from app.api.deps import ContextDep, ImageServiceDep, ImageViewDep, read_json, read_json_object
 from app.api.v2 import list_params, patch
 from app.api.v2.json_schemas import ImageValidator, ImageValidatorDep
 from app.api.v2.responses import (
@@ -58,13 +58,17 @@ def new_image(ctx: RequestContext, body: dict[str, Any], validate: ImageValidato
     openapi_extra=json_request_body("ImageCreateV2"),
 )
 async def create_image(
-    request: Request, ctx: ContextDep, images: ImageServiceDep, validate: ImageValidatorDep
+    request: Request,
+    ctx: ContextDep,
+    images: ImageServiceDep,
+    validate: ImageValidatorDep,
+    view: ImageViewDep,
 ) -> Response:
     new = new_image(ctx, await read_json_object(request), validate)
     record = await run_in_threadpool(images.create, ctx, new)
     headers = {"Location": str(request.base_url).rstrip("/") + f"/v2/images/{record.image.id}"}
     headers.update(request.app.state.image_create_headers)
-    return json_response(image_to_wire(record), 201, headers)
+    return json_response(image_to_wire(record, view), 201, headers)
 
 
 @router.get(
@@ -75,14 +79,16 @@ async def create_image(
     "parameter not listed here filters on the custom property of that name, with the same "
     "`in:`/`eq:` syntax as the core filters.",
 )
-def list_images(request: Request, ctx: ContextDep, images: ImageServiceDep) -> Response:
+def list_images(
+    request: Request, ctx: ContextDep, images: ImageServiceDep, view: ImageViewDep
+) -> Response:
     params = list(request.query_params.multi_items())
     query = list_params.parse(params, request.app.state.settings.limits)
     records = images.list_images(ctx, query)
     without_marker = [(k, v) for k, v in params if k != "marker"]
     first = "/v2/images" + (f"?{urlencode(without_marker)}" if without_marker else "")
     body = {
-        "images": [image_to_wire(record) for record in records],
+        "images": [image_to_wire(record, view) for record in records],
         "first": first,
         "schema": "/v2/schemas/images",
     }
@@ -94,14 +100,22 @@ def list_images(request: Request, ctx: ContextDep, images: ImageServiceDep) -> R
 
 
 @router.get("/{image_id}", response_model=ImageV2, responses=error_responses(404))
-def show_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
-    return json_response(image_to_wire(images.get(ctx, image_id)))
+def show_image(
+    image_id: str, ctx: ContextDep, images: ImageServiceDep, view: ImageViewDep
+) -> Response:
+    return json_response(image_to_wire(images.get(ctx, image_id), view))
 
 
 @router.patch(
     "/{image_id}",
     response_model=ImageV2,
-    responses=error_responses(404, 409, 413, (415, "Not a JSON-patch media type")),
+    responses=error_responses(
+        404,
+        409,
+        413,
+        (415, "Not a JSON-patch media type"),
+        (503, "The store of a new location could not be reached"),
+    ),
     openapi_extra=json_request_body("PatchOperationV2", patch.PATCH_V21, many=True),
 )
 async def update_image(
@@ -110,11 +124,12 @@ async def update_image(
     ctx: ContextDep,
     images: ImageServiceDep,
     validate: ImageValidatorDep,
+    view: ImageViewDep,
 ) -> Response:
     flavour = patch.media_type(request.headers.get("content-type"))
     changes = patch.parse(flavour, await read_json(request), validate)
-    record = await run_in_threadpool(images.update, ctx, image_id, changes)
-    return json_response(image_to_wire(record))
+    record = await images.update(ctx, image_id, changes)
+    return json_response(image_to_wire(record, view))
 
 
 @router.delete("/{image_id}", status_code=204, responses=error_responses(404, 409))

@@ -137,6 +137,41 @@ def members_schema() -> dict[str, Any]:
     }
 
 
+def location_schema() -> dict[str, Any]:
+    """Glance's schema of an add-location body (`{"add_location": body}` is validated)."""
+    hash_value = {"type": "string", "maxLength": 128}
+    return {
+        "name": "location",
+        "properties": {
+            "add_location": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string", "readOnly": True},
+                    "validation_data": {
+                        "type": "object",
+                        "writeOnly": True,
+                        "additionalProperties": False,
+                        "properties": {
+                            "os_hash_algo": {
+                                "type": "string",
+                                "maxLength": 64,
+                                "enum": ["sha1", "sha256", "sha512", "md5"],
+                            },
+                            "os_hash_value": hash_value,
+                        },
+                        "dependentRequired": {
+                            "os_hash_value": ["os_hash_algo"],
+                            "os_hash_algo": ["os_hash_value"],
+                        },
+                    },
+                },
+                "required": ["url"],
+            },
+        },
+        "additionalProperties": {"type": "string"},
+    }
+
+
 def make_validator(schema: dict[str, Any]) -> ImageValidator:
     validator_class = jsonschema.validators.validator_for(schema)
     validator = validator_class(schema)

@@ -175,8 +175,9 @@ def parse(params: list[tuple[str, str]], limits: LimitSettings) -> ImageListQuer
 # The query string in OpenAPI terms: what `parse` accepts, as precisely as a schema can say it.
 _EXACT_VALUE = {
     "type": "string",
-    # A colon introduces an operator, and only `in:` and `eq:` exist.
-    "pattern": "^((in|eq):.*|[^:]*)$",
+    # A colon introduces an operator, and only `in:` and `eq:` exist; an `in:` list is one CSV
+    # line, so it has no line breaks outside quotes (none at all, as a schema can say it).
+    "pattern": "^(in:[^\r\n]*|eq:.*|[^:]*)$",
 }
 # ISO 8601 as datetime.fromisoformat reads it, the year 1 onwards, each month's days (the 29th
 # of February whatever the year: one regular expression cannot know leap years).

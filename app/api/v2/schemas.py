@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from app.config import CONTAINER_FORMATS, DISK_FORMATS
-from app.images.models import ImageMember
+from app.images.locations import by_weight
+from app.images.models import ImageLocation, ImageMember
 from app.images.repository import ImageRecord
 from app.images.service import MAX_INTEGER, MAX_PROPERTY_NAME, MAX_PROPERTY_VALUE
 from app.images.status import ImageStatus
+from app.images.stores import StoreEntry
 
 UUID_PATTERN = (
     "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"
@@ -196,13 +200,27 @@ def patch_operation_schemas() -> dict[str, dict[str, Any]]:
     variants["ImagePatchRemove"] = _patch_operation(
         {"type": "string", "const": "remove"}, any_attribute, None
     )
+    # With `show_multiple_locations` only (403 otherwise).
+    location_position = {"type": "string", "pattern": "^/locations/(-|[0-9]+)$"}
+    variants["ImagePatchAddLocation"] = _patch_operation(
+        {"type": "string", "const": "add"}, location_position, LOCATION_ITEM
+    )
+    variants["ImagePatchRemoveLocation"] = _patch_operation(
+        {"type": "string", "const": "remove"}, location_position, None
+    )
+    variants["ImagePatchReplaceLocations"] = _patch_operation(
+        {"type": "string", "const": "replace"},
+        {"type": "string", "const": "/locations"},
+        {"type": "array", "items": LOCATION_ITEM, "minItems": 1},
+    )
     return {
         "ImagePatchSetOp": {"type": "string", "enum": ["add", "replace"]},
         **variants,
         "PatchOperationV2": {
             "title": "PatchOperationV2",
             "description": "One operation of an `application/openstack-images-v2.1-json-patch` "
-            "body: set (`add`, `replace`) an attribute or a custom property, or `remove` one.",
+            "body: set (`add`, `replace`) an attribute or a custom property, or `remove` one; "
+            "or add, remove or replace locations.",
             "anyOf": [{"$ref": f"#/components/schemas/{name}"} for name in variants],
         },
     }
@@ -249,14 +267,130 @@ class MemberUpdateV2(BaseModel):
     status: Literal["pending", "accepted", "rejected"]
 
 
+class LocationV2(BaseModel):
+    model_config = ConfigDict(title="LocationV2")
+
+    url: str
+    metadata: dict[str, Any] = Field(
+        description="What was said about the location; with several stores, `store` names "
+        "the store holding it."
+    )
+
+
+def _omittable(description: str, **extra: Any) -> Any:
+    """A field left out when it does not apply, never null."""
+    return Field(None, description=description, **extra)
+
+
+class LocationValidationDataV2(BaseModel):
+    model_config = ConfigDict(
+        title="LocationValidationDataV2",
+        extra="forbid",
+        json_schema_extra={
+            "dependentRequired": {
+                "os_hash_value": ["os_hash_algo"],
+                "os_hash_algo": ["os_hash_value"],
+            }
+        },
+    )
+
+    os_hash_algo: Literal["sha1", "sha256", "sha512", "md5"] = _omittable(
+        "Needed with os_hash_value"
+    )
+    os_hash_value: str = _omittable("Needed with os_hash_algo", max_length=128)
+
+
+class LocationCreateV2(BaseModel):
+    """Body of `POST /v2/images/{image_id}/locations`."""
+
+    model_config = ConfigDict(title="LocationCreateV2")
+
+    url: str = Field(description="Where the image's data is, in a configured store")
+    validation_data: LocationValidationDataV2 = _omittable(
+        "The hash the data must have; it is computed either way."
+    )
+
+
+class StoreV2(BaseModel):
+    model_config = ConfigDict(title="StoreV2", populate_by_name=True)
+
+    id: str
+    description: str = _omittable("Shown only when configured")
+    default: Literal["true"] = _omittable("Only on the default store")
+    read_only: Literal["true"] = _omittable(
+        "Only on stores that take no image data", alias="read-only"
+    )
+
+
+class StoresV2(BaseModel):
+    model_config = ConfigDict(title="StoresV2")
+
+    stores: list[StoreV2]
+
+
+class StoreDetailV2(StoreV2):
+    model_config = ConfigDict(title="StoreDetailV2", populate_by_name=True)
+
+    type: Literal["file", "swift", "s3", "http"]
+    weight: int = Field(description="Reads prefer the locations of heavier stores")
+    properties: dict[str, Any] = Field(description="The store's settings by Glance's names")
+
+
+class StoreDetailsV2(BaseModel):
+    model_config = ConfigDict(title="StoreDetailsV2")
+
+    stores: list[StoreDetailV2]
+
+
+def store_to_wire(entry: StoreEntry, *, detailed: bool = False) -> dict[str, Any]:
+    """A store as `GET /v2/info/stores` (and `/detail`) shows it, in Glance's key order."""
+    body: dict[str, Any] = {"id": entry.store_id}
+    if entry.info.description:
+        body["description"] = entry.info.description
+    if entry.is_default:
+        body["default"] = "true"
+    if entry.is_read_only:
+        body["read-only"] = "true"
+    if detailed:
+        body["type"] = entry.info.type
+        body["properties"] = entry.info.properties
+        body["weight"] = entry.info.weight
+    return body
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """What the operator lets image responses show about where data lives."""
+
+    show_locations: bool
+    show_direct_url: bool
+    multistore: bool
+    store_weight: Callable[[str], int]
+
+    def location(self, location: ImageLocation) -> dict[str, Any]:
+        metadata = dict(location.location_metadata)
+        if self.multistore:
+            metadata["store"] = location.store_id
+        return {"url": location.url, "metadata": metadata}
+
+
 def timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def image_to_wire(record: ImageRecord) -> dict[str, Any]:
+def image_to_wire(record: ImageRecord, view: ImageView) -> dict[str, Any]:
     """The response body of an image, in Glance's key order (custom properties first)."""
     image = record.image
     href = f"/v2/images/{image.id}"
+    where: dict[str, Any] = {}
+    if view.show_locations:
+        where["locations"] = [view.location(location) for location in record.locations]
+    if view.show_direct_url and record.locations:
+        where["direct_url"] = by_weight(record.locations, view.store_weight)[0].url
+    if view.multistore and record.locations:
+        stores = {"stores": ",".join(location.store_id for location in record.locations)}
+    else:
+        stores = {}
     return {
         **record.properties,
         "name": image.name,
@@ -277,10 +411,12 @@ def image_to_wire(record: ImageRecord) -> dict[str, Any]:
         "id": image.id,
         "created_at": timestamp(image.created_at),
         "updated_at": timestamp(image.updated_at),
+        **where,
         "tags": record.tags,
         "self": href,
         "file": f"{href}/file",
         "schema": "/v2/schemas/image",
+        **stores,
     }
 
 
