@@ -142,16 +142,22 @@ keep_work_dir() {
   say "kept $WORK"
 }
 
-# cleanup_on_exit: the EXIT trap (see the header).
-cleanup_on_exit() {
-  local rc=$?
-  trap - EXIT INT TERM
+# stop_glint: stop the Glint that start_glint started, if it runs (its whole process group).
+stop_glint() {
   if [ -n "$GLINT_PID" ] && kill -0 "$GLINT_PID" 2>/dev/null; then
     say "stopping glint (pid $GLINT_PID)"
     kill -TERM -- "-$GLINT_PID" 2>/dev/null || kill -TERM "$GLINT_PID" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$GLINT_PID" 2>/dev/null || break; sleep 0.25; done
     kill -KILL -- "-$GLINT_PID" 2>/dev/null || true
   fi
+  GLINT_PID=""
+}
+
+# cleanup_on_exit: the EXIT trap (see the header).
+cleanup_on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_glint
   if [ "$GLANCE_STARTED" = 1 ]; then
     say "stopping glance"
     GLANCE_STATE_DIR="$WORK/glance" "$GLANCE_TOOLS/stop.sh" >&2 || true
