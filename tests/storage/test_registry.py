@@ -114,3 +114,24 @@ def test_an_unknown_driver_type() -> None:
 def test_the_default_must_be_configured() -> None:
     with pytest.raises(UnknownStore, match="default"):
         StoreRegistry({}, "local")
+
+
+def test_a_driver_whose_sdk_is_not_installed_names_the_extra() -> None:
+    # A process where boto3 cannot be imported, as after `pip install glint` without [s3].
+    script = (
+        "import sys\n"
+        "sys.modules['boto3'] = None\n"
+        "from app.storage import registry\n"
+        "from app.storage.errors import UnknownStore\n"
+        "try:\n"
+        "    registry._driver('s3')\n"
+        "except UnknownStore as error:\n"
+        "    print(error)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    shown = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
+    assert shown.strip() == (
+        "store type 's3' needs boto3, which is not installed: pip install 'glint[s3]'"
+    )
