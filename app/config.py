@@ -32,6 +32,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from app.net import canonical_host, ssl_context
+
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
 
@@ -262,6 +264,84 @@ class LocationSettings(_Group):
     show_image_direct_url: bool = False
 
 
+ImportMethod = Literal["glance-direct", "web-download", "copy-image"]
+IMPORT_METHODS: tuple[ImportMethod, ...] = get_args(ImportMethod)
+# What web-download can fetch with, whatever allowed_schemes says.
+WEB_DOWNLOAD_SCHEMES = ("http", "https")
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ImportSettings(_Group):
+    """Interoperable image import (`POST /v2/images/{id}/import`), and what web-download may
+    fetch from (app/images/web_download.py).
+
+    The filters are Glance's `[import_filtering_opts]`, with its semantics: a non-empty allow
+    list is all that counts (the deny list beside it is ignored); an empty one lets through
+    anything that its deny list does not name. Beyond them Glint always refuses schemes other
+    than http and https, and hosts that are, or resolve to, loopback, private, link-local or
+    other non-public addresses unless allowed_hosts names them (the way to allow an internal
+    mirror). Every redirect is filtered again.
+    """
+
+    # Glance's `enabled_import_methods`: what `GET /v2/info/import` offers and
+    # `POST .../import` accepts.
+    methods: list[ImportMethod] = Field(default_factory=lambda: list(IMPORT_METHODS))
+    # The schemes a URI may have; web-download can fetch over http and https only.
+    allowed_schemes: list[str] = Field(default_factory=lambda: list(WEB_DOWNLOAD_SCHEMES))
+    # Refused schemes, when allowed_schemes is empty.
+    disallowed_schemes: list[str] = Field(default_factory=list)
+    # Names or IP addresses (any spelling, [IPv6] too), compared normalised as in a URI. A
+    # host named here may be, or resolve to, a private address: an internal mirror.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Refused hosts, when allowed_hosts is empty (metadata services, the cloud's own APIs).
+    disallowed_hosts: list[str] = Field(default_factory=list)
+    # Compared with the scheme's default port when a URI names none, so that omitting the port
+    # cannot get around a deny list (Glance does not filter such URIs at all).
+    allowed_ports: list[Port] = Field(default_factory=lambda: [80, 443])
+    disallowed_ports: list[Port] = Field(default_factory=list)
+    # Seconds without progress (resolving and connecting, or waiting for the next bytes) before
+    # a download fails: a stalled server must not hold an import, and its worker, for ever.
+    timeout: float = Field(default=60.0, gt=0)
+    # Redirects followed (each filtered like the URI itself); one more fails the download.
+    max_redirects: int = Field(default=5, ge=0)
+    # TLS: certifi's CAs (true), a CA bundle's path (mirrors behind an internal CA), or no
+    # verification at all (false, only for testing: anyone on the path could swap the image).
+    verify: TlsVerify = True
+    # Bytes per chunk handed on to hashing and the stores: large chunks keep per-chunk costs
+    # low, and memory use stays a few chunks per download.
+    read_chunk_size: int = Field(default=1024 * 1024, ge=64 * 1024)
+
+    @field_validator("allowed_schemes", "disallowed_schemes")
+    @classmethod
+    def _lower_case_schemes(cls, schemes: list[str]) -> list[str]:
+        return [scheme.strip().lower() for scheme in schemes]
+
+    @field_validator("allowed_schemes")
+    @classmethod
+    def _fetchable_schemes(cls, schemes: list[str]) -> list[str]:
+        unknown = [scheme for scheme in schemes if scheme not in WEB_DOWNLOAD_SCHEMES]
+        if unknown:
+            raise ValueError(f"web-download fetches over http and https only, not {unknown}")
+        return schemes
+
+    @field_validator("allowed_hosts", "disallowed_hosts")
+    @classmethod
+    def _canonical_hosts(cls, hosts: list[str]) -> list[str]:
+        # ValueError names the host that is neither a name nor an address.
+        return [canonical_host(host.strip()) for host in hosts]
+
+    @field_validator("verify")
+    @classmethod
+    def _ca_bundle_loads(cls, verify: bool | Path) -> bool | Path:
+        # Now, so that a CA bundle that cannot be read stops start-up, not the first import.
+        if isinstance(verify, Path):
+            try:
+                ssl_context(verify)
+            except OSError as error:  # ssl.SSLError too: a file that holds no certificate
+                raise ValueError(f"cannot load the CA bundle {verify}: {error}") from None
+        return verify
+
+
 class JobSettings(_Group):
     # The embedded default runs a worker inside each API process; with separate
     # `glint worker` processes this may be turned off.
@@ -404,7 +484,14 @@ class MetricsSettings(_Group):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="GLINT_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="GLINT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+        # The prefix applies to aliases too: `import_` (`import` is a keyword) is read from
+        # GLINT_IMPORT__*, as its TOML table is `[import]`. Not by its name as well, which the
+        # environment would then fill under a key of its own, beside the file's.
+        env_prefix_target="all",
     )
 
     data_dir: Path = Path("glint-data")
@@ -415,6 +502,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     locations: LocationSettings = Field(default_factory=LocationSettings)
+    import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
     jobs: JobSettings = Field(default_factory=JobSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -477,7 +565,9 @@ def _names_a_setting(annotation: Any, parts: Sequence[str]) -> bool:
     if origin is dict:  # the key is the first part, whatever it is (a store id, say)
         return _names_a_setting(get_args(annotation)[1], parts[1:])
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        field = annotation.model_fields.get(parts[0])
+        # Variables name a field by its alias where it has one (GLINT_IMPORT__*: `import_`).
+        fields = {field.alias or name: field for name, field in annotation.model_fields.items()}
+        field = fields.get(parts[0])
         return field is not None and _names_a_setting(field.annotation, parts[1:])
     return False
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings, SettingsError, load_settings
+from app.config import ImportSettings, Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -243,4 +243,92 @@ def test_header_timeout_defaults_and_bounds(monkeypatch: pytest.MonkeyPatch) -> 
     assert load_settings().server.header_timeout == 30
     monkeypatch.setenv("GLINT_SERVER__HEADER_TIMEOUT", "0")
     with pytest.raises(SettingsError, match=r"server\.header_timeout"):
+        load_settings()
+
+
+# --- [import]: a keyword, so the field is `import_` with an alias ----------------------------
+
+
+def test_import_defaults_are_glances() -> None:
+    settings = load_settings().import_
+    assert settings.methods == ["glance-direct", "web-download", "copy-image"]
+    assert (settings.allowed_schemes, settings.disallowed_schemes) == (["http", "https"], [])
+    assert (settings.allowed_hosts, settings.disallowed_hosts) == ([], [])
+    assert (settings.allowed_ports, settings.disallowed_ports) == ([80, 443], [])
+    assert (settings.timeout, settings.max_redirects, settings.verify) == (60, 5, True)
+
+
+def test_import_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLINT_IMPORT__ALLOWED_HOSTS", '["127.0.0.1", "Mirror.Example."]')
+    monkeypatch.setenv("GLINT_IMPORT__METHODS", '["web-download"]')
+    monkeypatch.setenv("GLINT_IMPORT__ALLOWED_PORTS", "[8080]")
+    monkeypatch.setenv("GLINT_IMPORT__TIMEOUT", "5")
+    monkeypatch.setenv("GLINT_import__max_redirects", "2")  # names ignore case
+
+    settings = load_settings().import_
+
+    # Hosts are kept in the form that URIs are compared in.
+    assert settings.allowed_hosts == ["127.0.0.1", "mirror.example"]
+    assert settings.methods == ["web-download"]
+    assert settings.allowed_ports == [8080]
+    assert (settings.timeout, settings.max_redirects) == (5, 2)
+
+
+def test_import_settings_from_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _config_file(
+        tmp_path,
+        """
+[import]
+methods = ["glance-direct", "copy-image"]
+allowed_hosts = ["[::ffff:10.0.0.5]", "0x0a000006"]
+disallowed_ports = [22]
+allowed_ports = []
+""",
+        monkeypatch,
+    )
+    monkeypatch.setenv("GLINT_IMPORT__TIMEOUT", "7")
+
+    settings = load_settings().import_
+
+    assert settings.methods == ["glance-direct", "copy-image"]
+    assert settings.allowed_hosts == ["10.0.0.5", "10.0.0.6"]
+    assert (settings.allowed_ports, settings.disallowed_ports) == ([], [22])
+    assert settings.timeout == 7  # the environment beats the file, field by field
+
+
+def test_import_settings_in_code() -> None:
+    # By the alias, as the sources give it; model_copy takes the field's name.
+    settings = Settings(**{"import": ImportSettings(methods=["glance-direct"])})
+    assert settings.import_.methods == ["glance-direct"]
+    changed = settings.model_copy(update={"import_": ImportSettings(max_redirects=1)})
+    assert changed.import_.max_redirects == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("GLINT_IMPORT__METHODS", '["web-download", "ftp-download"]', r"import\.methods"),
+        ("GLINT_IMPORT__ALLOWED_SCHEMES", '["http", "ftp"]', r"import\.allowed_schemes.*ftp"),
+        ("GLINT_IMPORT__ALLOWED_HOSTS", '["http://mirror.example/"]', r"import\.allowed_hosts"),
+        ("GLINT_IMPORT__DISALLOWED_HOSTS", '["1.2.3.4.5"]', r"import\.disallowed_hosts"),
+        ("GLINT_IMPORT__ALLOWED_PORTS", "[0]", r"import\.allowed_ports"),
+        ("GLINT_IMPORT__DISALLOWED_PORTS", "[65536]", r"import\.disallowed_ports"),
+        ("GLINT_IMPORT__TIMEOUT", "0", r"import\.timeout"),
+        ("GLINT_IMPORT__VERIFY", "/nowhere/ca.pem", r"import\.verify.*cannot load the CA bundle"),
+        ("GLINT_IMPORT__ALOWED_HOSTS", "[]", "GLINT_IMPORT__ALOWED_HOSTS: no such setting"),
+    ],
+)
+def test_bad_import_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings()
+
+
+def test_unknown_key_in_the_import_table_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _config_file(tmp_path, "[import]\nallowed_host = []\n", monkeypatch)
+    with pytest.raises(SettingsError, match=r"import\.allowed_host\b"):
         load_settings()

@@ -5,9 +5,10 @@ hostile until checked, on every hop:
 
 - Unless `allow_private_networks`, a host that is, or resolves to, a loopback, private,
   link-local, multicast, reserved or otherwise non-public address is refused (ForbiddenLocation).
-  Names are resolved by the connection pool's own network backend, which checks every address
-  it gets and then connects to one of exactly those: a name cannot answer one address for the
-  check and another for the connection (DNS rebinding).
+  Names are resolved by the connection pool's own network backend (app.net's, which
+  web-download import uses too), which checks every address it gets and then connects to one of
+  exactly those: a name cannot answer one address for the check and another for the connection
+  (DNS rebinding).
 - A numeric host must be spelled canonically: `2130706433`, `0x7f000001`, `127.1` and
   `0177.0.0.1` are refused, not left for the resolver to read as 127.0.0.1. An IPv6 address that
   embeds an IPv4 one (mapped, 6to4, NAT64) is judged by that one too.
@@ -22,20 +23,16 @@ hostile until checked, on every hop:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import ipaddress
 import logging
 import re
-import socket
-import ssl
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-import httpcore
 import httpx
 
+from app import net
 from app.config import HttpStoreSettings
 from app.storage.base import Capability, Store, StoreWriter
 from app.storage.errors import (
@@ -48,204 +45,27 @@ from app.storage.errors import (
 
 log = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
 SCHEMES = frozenset({"http", "https"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NOT_FOUND = frozenset({404, 410})
-# A label that the WHATWG URL standard, and inet_aton (which getaddrinfo falls back to), read
-# as a number: a host whose last label is one names an IPv4 address, however it is spelled.
-_NUMERIC_LABEL = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 _CONTENT_RANGE = re.compile(r"bytes +(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-# --- which addresses may be reached ----------------------------------------------------------
-
-
-def non_public_kind(address: IPAddress) -> str | None:
-    """What makes `address` unfit to fetch from ("loopback", "private", ...); None if public."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            # The IPv4 address is what the kernel connects to; on its own the mapped range only
-            # counts as reserved, which would refuse ::ffff:<public address> too.
-            return non_public_kind(address.ipv4_mapped)
-        embedded = address.sixtofour or (
-            ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF) if address in _NAT64 else None
-        )
-        embedded_kind = None if embedded is None else non_public_kind(embedded)
-        if embedded_kind is not None:
-            return f"{embedded_kind} (through {embedded})"
-    for kind, applies in (
-        ("unspecified", address.is_unspecified),
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("private", address.is_private),
-        ("reserved", address.is_reserved),
-        # Neither of the above, yet not globally reachable (shared address space, 100.64/10).
-        ("non-global", not address.is_global),
-    ):
-        if applies:
-            return kind
-    return None
-
-
-def literal_address(host: str) -> IPAddress | None:
+def literal_address(host: str) -> net.IPAddress | None:
     """The address that a numeric `host` (as a URL spells it, IPv6 without brackets) names;
     None for a name. ForbiddenLocation for a number that is not a canonical address."""
+    refusal = ForbiddenLocation(f"{host!r} is not a canonically written IP address")
     try:
-        if ":" in host:
-            return ipaddress.IPv6Address(host)
-        # A trailing dot is the root of the DNS, not part of the address.
-        labels = host.removesuffix(".").split(".")
-        if not _NUMERIC_LABEL.fullmatch(labels[-1]):
-            return None
-        return ipaddress.IPv4Address(".".join(labels))
+        address = net.ip_literal(host)
     except ValueError:
-        # ipaddress takes only dotted decimal without leading zeros: any other spelling is one
-        # that resolvers disagree on (inet_aton reads 0177 as octal), so none is guessed at.
-        raise ForbiddenLocation(f"{host!r} is not a canonically written IP address") from None
-
-
-async def public_addresses(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, each once; ForbiddenLocation when any is non-public
-    (a name with one private address among public ones leads there as well)."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    for address in addresses:
-        kind = non_public_kind(ipaddress.ip_address(address))
-        if kind is not None:
-            raise ForbiddenLocation(f"{host} resolves to {address}, a {kind} address")
-    return addresses
-
-
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """Connects to a host only at the addresses that `public_addresses` just passed.
-
-    The pool asks the backend for a connection by host name; were the name resolved again by
-    the socket layer, it could answer differently from the check (DNS rebinding). TLS is
-    unaffected: the pool still verifies the certificate and sends SNI for the host name.
-    """
-
-    def __init__(self) -> None:
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's signature
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await public_addresses(host, port)
-        except TimeoutError as error:  # before OSError, which it is
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from error
-        except OSError as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
-        for address in addresses[:-1]:
-            with contextlib.suppress(httpcore.ConnectError):
-                return await self._backend.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-        return await self._backend.connect_tcp(
-            addresses[-1], port, timeout, local_address, socket_options
-        )
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-# --- httpx over a pool with that backend -----------------------------------------------------
-
-_HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
-    httpcore.ConnectTimeout: httpx.ConnectTimeout,
-    httpcore.ReadTimeout: httpx.ReadTimeout,
-    httpcore.WriteTimeout: httpx.WriteTimeout,
-    httpcore.PoolTimeout: httpx.PoolTimeout,
-    httpcore.ConnectError: httpx.ConnectError,
-    httpcore.ReadError: httpx.ReadError,
-    httpcore.WriteError: httpx.WriteError,
-    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
-    httpcore.LocalProtocolError: httpx.LocalProtocolError,
-    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
-}
-
-
-@contextlib.contextmanager
-def _as_httpx_errors() -> Iterator[None]:
-    """httpcore's errors as the httpx ones they stand for, as httpx's own transport does."""
-    try:
-        yield
-    except Exception as error:
-        httpx_error = _HTTPX_ERRORS.get(type(error))
-        if httpx_error is None:
-            raise
-        raise httpx_error(str(error)) from error
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: httpcore.Response) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors():
-            async for part in self._response.aiter_stream():
-                yield part
-
-    async def aclose(self) -> None:
-        with _as_httpx_errors():
-            await self._response.aclose()
-
-
-class _Transport(httpx.AsyncBaseTransport):
-    """httpx's AsyncHTTPTransport over a pool whose network backend we choose, which httpx
-    does not let its own transport be given."""
-
-    def __init__(
-        self, ssl_context: ssl.SSLContext, network_backend: httpcore.AsyncNetworkBackend | None
-    ) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            # No cap: a reader holds its connection for a whole download, and downloads queued
-            # behind a cap would time out waiting for one.
-            max_connections=None,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            network_backend=network_backend,
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not isinstance(request.stream, httpx.AsyncByteStream):
-            raise TypeError("an async client's request has an async body")
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        with _as_httpx_errors():
-            response = await self._pool.handle_async_request(core_request)
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
+        raise refusal from None
+    # Only dotted decimal without leading zeros (a trailing dot is the root of the DNS): any
+    # other spelling is one that resolvers disagree on (inet_aton reads 0177 as octal, some
+    # refuse it), so none is guessed at.
+    if isinstance(address, ipaddress.IPv4Address) and str(address) != host.removesuffix("."):
+        raise refusal
+    return address
 
 
 # --- URLs ------------------------------------------------------------------------------------
@@ -311,22 +131,6 @@ def _content_length(response: httpx.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-@functools.cache
-def _default_ssl_context(verify: bool) -> ssl.SSLContext:
-    # certifi's bundle, which httpx verifies with by default, not SSL_CERT_FILE's. Loading it
-    # takes a while, and nothing changes a context once made: every store shares one.
-    return httpx.create_ssl_context(verify=verify, trust_env=False)
-
-
-def _ca_bundle_context(store_id: str, ca_bundle: Path) -> ssl.SSLContext:
-    try:
-        return ssl.create_default_context(cafile=ca_bundle)
-    except OSError as error:  # ssl.SSLError too: a file that holds no certificate
-        raise StoreError(
-            f"store {store_id!r}: cannot load the CA bundle {ca_bundle}: {error}"
-        ) from error
-
-
 # --- the store -------------------------------------------------------------------------------
 
 
@@ -350,11 +154,12 @@ class HttpStore:
         self.allow_private_networks = allow_private_networks
         self.read_chunk_size = read_chunk_size
         # Now, so that a CA bundle that cannot be read stops start-up, not the first download.
-        self._ssl_context = (
-            _ca_bundle_context(store_id, verify)
-            if isinstance(verify, Path)
-            else _default_ssl_context(verify)
-        )
+        try:
+            self._ssl_context = net.ssl_context(verify)
+        except OSError as error:  # ssl.SSLError too: a file that holds no certificate
+            raise StoreError(
+                f"store {store_id!r}: cannot load the CA bundle {verify}: {error}"
+            ) from error
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -378,9 +183,9 @@ class HttpStore:
             # Pooled connections belong to the event loop that opened them. The registry is
             # built once, and may be used from several loops in turn (one per test client or
             # CLI command): each gets a pool of its own.
-            network_backend = None if self.allow_private_networks else _CheckedBackend()
+            network_backend = None if self.allow_private_networks else net.CheckedBackend()
             self._client = httpx.AsyncClient(
-                transport=_Transport(self._ssl_context, network_backend),
+                transport=net.Transport(self._ssl_context, network_backend),
                 timeout=self.timeout,
                 follow_redirects=False,
                 trust_env=False,
@@ -411,7 +216,7 @@ class HttpStore:
     def _refusal(self, url: httpx.URL, reason: str) -> ForbiddenLocation:
         return ForbiddenLocation(f"store {self.store_id!r} refuses {_redacted(url)}: {reason}")
 
-    def _check_hop(self, url: httpx.URL, previous: httpx.URL | None) -> IPAddress | None:
+    def _check_hop(self, url: httpx.URL, previous: httpx.URL | None) -> net.IPAddress | None:
         """Refuses `url` (reached from `previous`) if what it names cannot be fetched; returns
         the address it names when its host is numeric."""
         if url.scheme not in SCHEMES or not url.raw_host:
@@ -423,7 +228,7 @@ class HttpStore:
         except ForbiddenLocation as error:
             raise self._refusal(url, str(error)) from None
         if address is not None and not self.allow_private_networks:
-            kind = non_public_kind(address)
+            kind = net.non_public_kind(address)
             if kind is not None:
                 raise self._refusal(url, f"{address} is a {kind} address")
         return address
@@ -439,8 +244,8 @@ class HttpStore:
             return
         try:
             async with asyncio.timeout(self.timeout):
-                await public_addresses(_host(url), _port(url))
-        except ForbiddenLocation as error:
+                await net.public_addresses(_host(url), _port(url))
+        except net.NonPublicAddress as error:
             raise self._refusal(url, str(error)) from None
         except OSError as error:  # TimeoutError among them
             raise StoreUnavailable(
@@ -487,7 +292,7 @@ class HttpStore:
                     auth=auth if _origin(url) == _origin(credentials_url) else None,
                     stream=True,
                 )
-            except ForbiddenLocation as error:  # from the backend: a name with a bad address
+            except net.NonPublicAddress as error:  # from the backend: a bad address
                 raise self._refusal(url, str(error)) from None
             except httpx.TransportError as error:
                 raise self._unreachable(url, error) from error

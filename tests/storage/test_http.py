@@ -11,29 +11,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import ipaddress
 import logging
 import re
 import socket
-import socketserver
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from app import net
 from app.config import HttpStoreSettings, StorageSettings
-from app.storage import http as http_driver
+from app.net import non_public_kind
 from app.storage.base import Capability
 from app.storage.errors import (
     ForbiddenLocation,
@@ -42,10 +36,12 @@ from app.storage.errors import (
     StoreError,
     StoreUnavailable,
 )
-from app.storage.http import HttpStore, non_public_kind
+from app.storage.http import HttpStore
 from app.storage.registry import StoreRegistry
 from tests.faults import cuttable
+from tests.http_servers import CountingHandler, LoopbackServer, running
 from tests.storage.contract import MiB, payload, read, read_chunks
+from tests.tls import self_signed
 
 pytestmark = pytest.mark.anyio
 
@@ -72,24 +68,8 @@ SECRETS = (USER, PASSWORD, TOKEN)
 # --- the servers -----------------------------------------------------------------------------
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(CountingHandler):
     server: PayloadServer
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.lock:
-            self.server.open_connections += 1
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.lock:
-                self.server.open_connections -= 1
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_HEAD(self) -> None:
         self.route(body=False)
@@ -216,52 +196,15 @@ class Handler(BaseHTTPRequestHandler):
             self.server.client_went_away.set()
 
 
-class PayloadServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class PayloadServer(LoopbackServer):
     def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
-        super().__init__((host, 0), Handler)
-        if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True)
-        self.scheme = "https" if tls is not None else "http"
-        self.host = host
-        self.lock = threading.Lock()
+        super().__init__(Handler, host, tls)
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.open_connections = 0
-        self.client_went_away = threading.Event()
-
-    def server_bind(self) -> None:
-        # HTTPServer's own looks the host name up (getfqdn), which can take seconds.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hang up mid-response are what some tests are about
-
-    @property
-    def port(self) -> int:
-        return self.server_port
-
-    def url(self, path: str, host: str | None = None) -> str:
-        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     @property
     def paths(self) -> list[str]:
         with self.lock:
             return [path for _, path, _ in self.requests]
-
-
-@contextlib.contextmanager
-def running(server: PayloadServer) -> Iterator[PayloadServer]:
-    # Polled often: shutdown() waits for the next poll, and every test stops its servers.
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture
@@ -273,41 +216,11 @@ def server() -> Iterator[PayloadServer]:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1 (its own CA), and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Glint test server")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        tmp_path_factory.mktemp("tls"),
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     )
-    directory = tmp_path_factory.mktemp("tls")
-    certificate_path, key_path = directory / "cert.pem", directory / "key.pem"
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return certificate_path, key_path
 
 
 @pytest.fixture
@@ -328,12 +241,12 @@ def public_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     the line between public and not, and nothing else.
     """
     test_servers = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
-    real = http_driver.non_public_kind
+    real = net.non_public_kind
 
-    def kind(address: http_driver.IPAddress) -> str | None:
+    def kind(address: net.IPAddress) -> str | None:
         return None if address in test_servers else real(address)
 
-    monkeypatch.setattr(http_driver, "non_public_kind", kind)
+    monkeypatch.setattr(net, "non_public_kind", kind)
 
 
 @contextlib.asynccontextmanager
