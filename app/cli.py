@@ -233,21 +233,39 @@ def worker(check: bool, heartbeat: Path, metrics_port: int | None, metrics_host:
     type=click.FloatRange(min=0),
     help="Only what has not changed for this long (an upload still running keeps changing).",
 )
-def scrub(older_than_hours: float) -> None:
-    """Clean up after crashed servers now, rather than when a worker next looks: uploads whose
-    lease ran out are reset to `queued` (their partial bytes removed by a job), and staged files
-    that no live upload holds are removed."""
+@click.option(
+    "--restore",
+    "restore_id",
+    metavar="IMAGE_ID",
+    default=None,
+    help="Only put this pending_delete image back to active (undo a delayed delete).",
+)
+def scrub(older_than_hours: float, restore_id: str | None) -> None:
+    """Clean up now, rather than when a worker next looks: uploads of crashed servers whose
+    lease ran out are reset to `queued` (their partial bytes removed by a job), staged files
+    that no live upload holds are removed, and images pending delete for longer than
+    GLINT_SCRUBBER__SCRUB_TIME are scrubbed (deleted, their data removed by a job)."""
     import asyncio
     from datetime import timedelta
 
     from app.db.engine import Database
+    from app.errors import GlintError
     from app.images.data import ImageDataService
+    from app.images.scrubber import Scrubber
     from app.main import build_upload_leases
     from app.storage.registry import StoreRegistry
 
     settings = _settings()
     database = Database(settings.database_url)
     try:
+        scrubber = Scrubber(database, settings.scrubber)
+        if restore_id is not None:
+            try:
+                scrubber.restore(restore_id)
+            except GlintError as error:
+                raise click.ClickException(str(error)) from error
+            click.echo(f"image {restore_id} restored to active")
+            return
         data = ImageDataService(
             database,
             StoreRegistry.from_settings(settings.storage, settings.data_dir),
@@ -256,9 +274,11 @@ def scrub(older_than_hours: float) -> None:
             uploads=settings.uploads,
         )
         restored, removed = asyncio.run(data.scrub(timedelta(hours=older_than_hours)))
+        scrubbed = scrubber.scrub()
     finally:
         database.dispose()
     click.echo(f"{restored} stalled uploads reset to queued, {removed} staging files removed")
+    click.echo(f"{scrubbed} images pending delete scrubbed (a worker deletes their data)")
 
 
 @main.group()

@@ -360,6 +360,22 @@ class UploadSettings(_Group):
     lease_seconds: float = Field(default=60.0, ge=2)
 
 
+class ScrubberSettings(_Group):
+    """Glance's delayed delete and its scrubber (the options keep Glance's names); see
+    app/images/scrubber.py."""
+
+    # On: deleting an image with data only hides it (`pending_delete`), its bytes kept, so that
+    # an operator can undo a mistaken deletion with `glint scrub --restore` until the scrubber
+    # has let them go.
+    delayed_delete: bool = False
+    # Seconds an image stays restorable before the scrubber deletes its data: the storage a
+    # deletion frees comes back this much later.
+    scrub_time: float = Field(default=0.0, ge=0)
+    # Seconds between the passes each worker runs while delayed_delete is on (`glint scrub`
+    # runs one at once); longer means fewer scans of the image table, storage freed later.
+    wakeup_time: float = Field(default=300.0, gt=0)
+
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 
@@ -505,6 +521,7 @@ class Settings(BaseSettings):
     import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
     jobs: JobSettings = Field(default_factory=JobSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
+    scrubber: ScrubberSettings = Field(default_factory=ScrubberSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

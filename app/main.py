@@ -33,6 +33,7 @@ from app.db.engine import Database
 from app.images import jobs as image_jobs
 from app.images.data import ImageDataService
 from app.images.members import MemberService
+from app.images.scrubber import Scrubber
 from app.images.service import ImageService
 from app.images.stores import StoreCatalog
 from app.images.uploads import UploadLeases
@@ -76,12 +77,21 @@ def build_worker(
     async def recover_uploads() -> None:
         await to_thread.run_sync(leases.recover_expired)
 
+    scrubber = Scrubber(db, settings.scrubber)
+
+    async def scrub_pending_deletes() -> None:
+        await to_thread.run_sync(scrubber.scrub)
+
+    # Twice per lease: an upload whose process died is recovered within about two leases.
+    sweeps = [(settings.uploads.lease_seconds / 2, recover_uploads)]
+    # Off, nothing becomes pending delete; what an earlier run left is `glint scrub`'s.
+    if settings.scrubber.delayed_delete:
+        sweeps.append((settings.scrubber.wakeup_time, scrub_pending_deletes))
     worker = Worker(
         JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
         image_jobs.handlers(db, stores, settings.limits),
         poll_interval=settings.jobs.poll_interval,
-        # Twice per lease: an upload whose process died is recovered within about two leases.
-        sweeps=[(settings.uploads.lease_seconds / 2, recover_uploads)],
+        sweeps=sweeps,
         metrics=metrics,
         on_alive=on_alive,
     )
@@ -152,6 +162,7 @@ def create_app(
         limits=settings.limits,
         locations=settings.locations,
         multistore=multistore,
+        delayed_delete=settings.scrubber.delayed_delete,
         on_job_enqueued=worker.wake,
     )
     state.data_service = ImageDataService(

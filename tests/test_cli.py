@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib.metadata
@@ -25,16 +26,20 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app import logs
 from app.api.header_timeout import HeaderTimeoutProtocol
 from app.api.openapi import render_document
 from app.cli import MULTIPROC_DIR, main
+from app.config import ScrubberSettings, Settings
 from app.db.engine import Database
 from app.jobs.heartbeat import GRACE_SECONDS, why_unhealthy
 from app.jobs.queue import enqueue
+from app.main import create_app
 from app.tables import metadata
+from tests.identities import A
 from tests.serving import free_port, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -345,6 +350,53 @@ def test_scrub_on_a_fresh_database(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert "0 stalled uploads reset to queued, 0 staging files removed" in result.output
+
+
+def test_scrub_scrubs_images_pending_delete_and_restores_one(
+    settings: Settings, db: Database, database_url: str
+) -> None:
+    """On the suite's database (GLINT_TEST_DB), which the app and the command share."""
+    settings = settings.model_copy(update={"scrubber": ScrubberSettings(delayed_delete=True)})
+    app = create_app(settings, database=db)
+    env = {"GLINT_DATABASE__URL": database_url, "GLINT_DATA_DIR": str(settings.data_dir)}
+    with TestClient(app) as client:
+        ids = []
+        for _ in range(2):
+            image = client.post(
+                "/v2/images", json={"disk_format": "raw", "container_format": "bare"}, headers=A
+            ).json()
+            put = client.put(
+                image["file"],
+                content=b"data",
+                headers={**A, "Content-Type": "application/octet-stream"},
+            )
+            assert put.status_code == 204
+            assert client.delete(image["self"], headers=A).status_code == 204
+            ids.append(image["id"])
+        kept, scrubbed = ids
+
+        restored = CliRunner().invoke(main, ["scrub", "--restore", kept], env=env)
+        assert restored.exit_code == 0, restored.output
+        assert f"image {kept} restored to active" in restored.output.splitlines()
+        assert client.get(f"/v2/images/{kept}/file", headers=A).content == b"data"
+        for image_id, why in (
+            (kept, "cannot restore the image from active to active"),
+            ("no-such-image", "No image found with ID no-such-image"),
+        ):
+            refused = CliRunner().invoke(main, ["scrub", "--restore", image_id], env=env)
+            assert refused.exit_code == 1
+            assert f"Error: {why}" in refused.output
+
+        result = CliRunner().invoke(main, ["scrub"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "1 images pending delete scrubbed (a worker deletes their data)" in result.output
+        # The command left the bytes to the job queue.
+        assert client.get(f"/v2/images/{scrubbed}", headers=A).status_code == 404
+        assert asyncio.run(app.state.worker.run_once()) is True
+        assert asyncio.run(app.state.worker.run_once()) is False
+        again = CliRunner().invoke(main, ["scrub"], env=env)
+        assert "0 images pending delete scrubbed" in again.output
+        assert client.get(f"/v2/images/{kept}", headers=A).json()["status"] == "active"
 
 
 def test_a_500_closes_the_connection_cleanly(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from app.config import LimitSettings, LocationSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.images import attributes, locations, policy
 from app.images.errors import (
     CoreAttributeRemoval,
@@ -41,8 +41,8 @@ from app.images.locations import LocationChange, LocationEdit, ProbedLocation
 from app.images.models import Image, ImageLocation, LocationStatus
 from app.images.query import ImageListQuery
 from app.images.repository import ImageRecord, ImageRepository
-from app.images.status import ImageStatus
-from app.images.uploads import UploadLeases
+from app.images.status import ImageStatus, can_transition
+from app.images.uploads import DISCARD_UPLOAD_JOB, UploadLeases
 from app.jobs.queue import enqueue
 from app.storage.registry import StoreRegistry
 
@@ -130,6 +130,14 @@ class LocationApiRestricted(Forbidden):
         super().__init__("http store must be enabled to use location API by normal user.")
 
 
+class PendingDeleteRefused(BadRequest):
+    """Delayed delete of an image with data that Glance's status table keeps from waiting for
+    the scrubber (a deactivated one): Glance's 400, not a conflict."""
+
+    def __init__(self, status: str):
+        super().__init__(f"Image status transition from {status} to pending_delete is not allowed")
+
+
 class ImageService:
     def __init__(
         self,
@@ -139,6 +147,7 @@ class ImageService:
         limits: LimitSettings,
         locations: LocationSettings,
         multistore: bool,
+        delayed_delete: bool = False,
         on_job_enqueued: Callable[[], None] = lambda: None,
     ):
         self.db = db
@@ -146,6 +155,7 @@ class ImageService:
         self.limits = limits
         self.location_settings = locations
         self.multistore = multistore
+        self.delayed_delete = delayed_delete
         self.on_job_enqueued = on_job_enqueued
         # Images are shown with their locations only when something in the answer needs them.
         self.shows_locations = (
@@ -289,6 +299,9 @@ class ImageService:
             return ImageRecord(image, properties, tags, edit.locations), jobs
 
     def delete(self, ctx: RequestContext, image_id: str) -> None:
+        """As Glance's domain does it: with delayed delete on, an image with data only becomes
+        `pending_delete`, hidden but restorable until the scrubber (app/images/scrubber.py)
+        lets its bytes go; any other image becomes `deleted`, its bytes removed by a job."""
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
             repo = ImageRepository(session, lock=True)
@@ -297,26 +310,51 @@ class ImageService:
             policy.require_owner_member(ctx, image, "delete_image")
             if image.protected:
                 raise ImageProtected(image_id)
-            if not repo.transition(image.id, from_=image.status, to=ImageStatus.DELETED):
-                raise ImageChanged(image_id, "it was being deleted")
             locations = [location.url for location in repo.locations(image.id)]
+            pending = self.delayed_delete and bool(locations)
+            if pending:
+                if not can_transition(image.status, ImageStatus.PENDING_DELETE):
+                    raise PendingDeleteRefused(image.status)
+                now = utcnow()
+                # Deleted as far as every reader can tell (Glance's image_destroy sets both);
+                # the scrubber counts scrub_time from deleted_at. The locations stay active:
+                # their bytes stay referenced, and a restore finds them.
+                moved = repo.transition(
+                    image.id,
+                    from_=image.status,
+                    to=ImageStatus.PENDING_DELETE,
+                    is_deleted=True,
+                    deleted_at=now,
+                    updated_at=now,
+                )
+            else:
+                moved = repo.transition(image.id, from_=image.status, to=ImageStatus.DELETED)
+            if not moved:
+                raise ImageChanged(image_id, "it was being deleted")
             # An upload still running (or whose process died) loses the image with its lease;
             # its partial bytes go with the rest.
             partial = UploadLeases.release_any(session, image.id)
-            needs_job = bool(locations or partial)
-            if needs_job:
-                # The bytes go only once this transaction has committed, by a job that
-                # exists exactly when the deletion does.
-                enqueue(
-                    session,
-                    DELETE_DATA_JOB,
-                    {
-                        "image_id": image.id,
-                        "locations": locations,
-                        "partial": [partial] if partial else [],
-                    },
-                    lock=image.id,
-                )
+            if pending:
+                # Only the upload's bytes: the image's own wait for the scrubber (a data job
+                # would also forget the locations that a restore needs).
+                needs_job = partial is not None
+                if partial is not None:
+                    enqueue(session, DISCARD_UPLOAD_JOB, partial, lock=image.id)
+            else:
+                needs_job = bool(locations or partial)
+                if needs_job:
+                    # The bytes go only once this transaction has committed, by a job that
+                    # exists exactly when the deletion does.
+                    enqueue(
+                        session,
+                        DELETE_DATA_JOB,
+                        {
+                            "image_id": image.id,
+                            "locations": locations,
+                            "partial": [partial] if partial else [],
+                        },
+                        lock=image.id,
+                    )
         if needs_job:
             self.on_job_enqueued()
 

@@ -132,7 +132,13 @@ async def update_image(
     return json_response(image_to_wire(record, view))
 
 
-@router.delete("/{image_id}", status_code=204, responses=error_responses(404, 409))
+@router.delete(
+    "/{image_id}",
+    status_code=204,
+    responses=error_responses(
+        (400, "Malformed request, or delayed delete is on and the image is deactivated"), 404, 409
+    ),
+)
 def delete_image(image_id: str, ctx: ContextDep, images: ImageServiceDep) -> Response:
     images.delete(ctx, image_id)
     return Response(status_code=204)
