@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -17,11 +18,13 @@ from app.api.middleware import EdgeMiddleware
 from app.api.v2 import (
     image_actions,
     image_data,
+    image_import,
     image_locations,
     images,
     json_schemas,
     members,
     tags,
+    tasks,
 )
 from app.api.v2 import (
     stores as stores_api,
@@ -30,8 +33,10 @@ from app.api.v2.schemas import ImageView
 from app.auth import build_strategy
 from app.config import Settings, load_settings
 from app.db.engine import Database
+from app.images import import_jobs, web_download
 from app.images import jobs as image_jobs
 from app.images.data import ImageDataService
+from app.images.imports import GLANCE_DIRECT, ImportService
 from app.images.members import MemberService
 from app.images.scrubber import Scrubber
 from app.images.service import ImageService
@@ -41,16 +46,20 @@ from app.jobs.queue import JobQueue
 from app.jobs.worker import AliveHook, Worker
 from app.metrics import NO_METRICS, Metrics, PrometheusMetrics
 from app.storage.registry import StoreRegistry
+from app.tasks.service import TaskService
 
 _API_ROUTERS = (
     images.router,
     image_data.router,
+    image_data.staging_router,
+    image_import.router,
     image_locations.router,
     image_actions.router,
     tags.router,
     members.router,
     json_schemas.router,
     stores_api.router,
+    tasks.router,
 )
 
 
@@ -89,7 +98,16 @@ def build_worker(
         sweeps.append((settings.scrubber.wakeup_time, scrub_pending_deletes))
     worker = Worker(
         JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
-        image_jobs.handlers(db, stores, settings.limits),
+        {
+            **image_jobs.handlers(db, stores, settings.limits),
+            **import_jobs.handlers(
+                db,
+                stores,
+                size_cap=settings.limits.image_size_cap,
+                open_download=functools.partial(web_download.open_download, settings.import_),
+                multistore=settings.storage.multistore_enabled,
+            ),
+        },
         poll_interval=settings.jobs.poll_interval,
         sweeps=sweeps,
         metrics=metrics,
@@ -143,9 +161,10 @@ def create_app(
     multistore = settings.storage.multistore_enabled
     state.v2_minors = versions.v2_minors(multistore=multistore, cache=False)
     state.json_schemas = json_schemas.build_all(settings.image_formats)
-    state.image_create_headers = (
-        {"OpenStack-image-store-ids": ",".join(stores.ids())} if multistore else {}
-    )
+    import_methods = settings.import_.methods
+    state.image_create_headers = {"OpenStack-image-import-methods": ",".join(import_methods)}
+    if multistore:
+        state.image_create_headers["OpenStack-image-store-ids"] = ",".join(stores.ids())
     state.image_view = ImageView(
         show_locations=settings.locations.show_multiple_locations,
         show_direct_url=settings.locations.show_image_direct_url,
@@ -166,10 +185,26 @@ def create_app(
         on_job_enqueued=worker.wake,
     )
     state.data_service = ImageDataService(
-        db, stores, leases, limits=settings.limits, uploads=settings.uploads, metrics=metrics
+        db,
+        stores,
+        leases,
+        limits=settings.limits,
+        uploads=settings.uploads,
+        staging_enabled=GLANCE_DIRECT in import_methods,
+        metrics=metrics,
     )
     state.member_service = MemberService(db, limits=settings.limits)
+    state.import_service = ImportService(
+        db,
+        stores,
+        state.image_service,
+        methods=import_methods,
+        multistore=multistore,
+        check_uri=functools.partial(web_download.check_uri, settings=settings.import_),
+        on_job_enqueued=worker.wake,
+    )
     state.store_catalog = StoreCatalog(stores, multistore=multistore)
+    state.task_service = TaskService(db)
 
     body_check = [Depends(reject_unexpected_body)]
     app.include_router(versions.router, dependencies=body_check)

@@ -12,10 +12,12 @@ from app.images.models import (
     ImageLocation,
     ImageMember,
     ImageProperty,
+    ImageStaging,
     ImageTag,
     ImageUpload,
 )
 from app.jobs.models import Job
+from app.tasks.models import Task
 
 metadata = SQLModel.metadata
 
@@ -24,8 +26,10 @@ __all__ = [
     "ImageLocation",
     "ImageMember",
     "ImageProperty",
+    "ImageStaging",
     "ImageTag",
     "ImageUpload",
     "Job",
+    "Task",
     "metadata",
 ]

@@ -13,9 +13,11 @@ from app.auth import AuthStrategy
 from app.context import RequestContext
 from app.errors import BadRequest, PayloadTooLarge
 from app.images.data import ImageDataService
+from app.images.imports import ImportService
 from app.images.members import MemberService
 from app.images.service import ImageService
 from app.images.stores import StoreCatalog
+from app.tasks.service import TaskService
 
 
 # These are `async` only so that FastAPI calls them inline: a plain `def` dependency costs a
@@ -35,8 +37,18 @@ async def get_data_service(request: Request) -> ImageDataService:
     return service
 
 
+async def get_import_service(request: Request) -> ImportService:
+    service: ImportService = request.app.state.import_service
+    return service
+
+
 async def get_member_service(request: Request) -> MemberService:
     service: MemberService = request.app.state.member_service
+    return service
+
+
+async def get_task_service(request: Request) -> TaskService:
+    service: TaskService = request.app.state.task_service
     return service
 
 
@@ -64,7 +76,9 @@ async def reject_unexpected_body(request: Request) -> None:
 ContextDep = Annotated[RequestContext, Depends(get_context)]
 ImageServiceDep = Annotated[ImageService, Depends(get_image_service)]
 MemberServiceDep = Annotated[MemberService, Depends(get_member_service)]
+ImportServiceDep = Annotated[ImportService, Depends(get_import_service)]
 ImageDataServiceDep = Annotated[ImageDataService, Depends(get_data_service)]
+TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 StoreCatalogDep = Annotated[StoreCatalog, Depends(get_store_catalog)]
 ImageViewDep = Annotated[ImageView, Depends(get_image_view)]
 

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse
 from app.api.v2.responses import error_responses
 from app.api.v2.schemas import (
     ImageCreateV2,
+    ImageImportV2,
     LocationCreateV2,
     MemberCreateV2,
     MemberUpdateV2,
@@ -30,7 +31,13 @@ from app.api.v2.schemas import (
 
 _ASSETS = Path(fastapi_offline.__file__).parent / "static"
 _PREFIX = "/docs/assets"
-_REQUEST_MODELS = (ImageCreateV2, LocationCreateV2, MemberCreateV2, MemberUpdateV2)
+_REQUEST_MODELS = (
+    ImageCreateV2,
+    ImageImportV2,
+    LocationCreateV2,
+    MemberCreateV2,
+    MemberUpdateV2,
+)
 _ERROR_BODY = {"$ref": "#/components/schemas/GlintErrorBody"}
 # Every route can answer these: the edge refuses a malformed URL or a body where none belongs
 # (400) and oversized headers (431), and answers an unexpected failure with 500.

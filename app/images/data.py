@@ -22,7 +22,7 @@ from app.config import LimitSettings, UploadSettings
 from app.context import RequestContext
 from app.db.base import utcnow
 from app.db.engine import Database
-from app.errors import BadRequest, Forbidden, GlintError
+from app.errors import BadRequest, Forbidden, GlintError, NotFound
 from app.images import policy
 from app.images.errors import ImageChanged
 from app.images.ingest import (
@@ -35,7 +35,7 @@ from app.images.ingest import (
     ingest,
 )
 from app.images.locations import by_weight, redact
-from app.images.models import Image, ImageLocation
+from app.images.models import Image, ImageLocation, ImageStaging
 from app.images.repository import ImageRepository
 from app.images.service import ImageService
 from app.images.status import WITHOUT_DATA, ImageStatus
@@ -197,9 +197,12 @@ class ImageDataService:
         *,
         limits: LimitSettings,
         uploads: UploadSettings,
+        staging_enabled: bool = True,
         metrics: Metrics = NO_METRICS,
     ):
+        """`staging_enabled`: whether glance-direct import is on (else stage is a 404)."""
         self.db = db
+        self.staging_enabled = staging_enabled
         self.stores = stores
         self.leases = leases
         self.limits = limits
@@ -218,9 +221,50 @@ class ImageDataService:
         store_id: str | None = None,
     ) -> None:
         store = self._store(store_id)
+        lease, facts = await self._receive(
+            ctx, image_id, body, store, ImageStatus.SAVING, expected_size=expected_size
+        )
+        if not await to_thread.run_sync(self._activate, lease, store, facts):
+            await store.delete(facts.stored[0].location)
+            raise await to_thread.run_sync(self.leases.why_lost, lease)
+
+    async def stage(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        body: AsyncIterator[bytes],
+        *,
+        expected_size: int | None = None,
+    ) -> None:
+        """`PUT .../stage` (glance-direct): `queued -> uploading`, the data into the staging
+        store (the default store: every worker can read it), measured and inspected on the way;
+        the image stays `uploading` with the staged data recorded until it is imported. What
+        the inspection finds is reported by the import, as Glance does."""
+        if not self.staging_enabled:
+            raise NotFound("The resource could not be found.")
+        store = self._store(None)
+        lease, facts = await self._receive(
+            ctx, image_id, body, store, ImageStatus.UPLOADING, expected_size=expected_size
+        )
+        if not await to_thread.run_sync(self._record_staged, lease, store, facts):
+            await store.delete(facts.stored[0].location)
+            raise await to_thread.run_sync(self.leases.why_lost, lease)
+
+    async def _receive(
+        self,
+        ctx: RequestContext,
+        image_id: str,
+        body: AsyncIterator[bytes],
+        store: Store,
+        status: ImageStatus,
+        *,
+        expected_size: int | None,
+    ) -> tuple[UploadLease, IngestFacts]:
+        """The image moved into `status` under a lease, and the body ingested into a new
+        object of `store`; on failure the image is as it was (`queued`) and nothing is kept."""
         if expected_size is not None and expected_size > self.limits.image_size_cap:
             raise ImageTooLarge(self.limits.image_size_cap)
-        image, lease = await self._begin(ctx, image_id, store)
+        image, lease = await self._begin(ctx, image_id, store, status)
         self.metrics.upload_started()
         try:
             facts = await self.leases.hold(
@@ -230,16 +274,13 @@ class ImageDataService:
                     [Target(store, lease.object_key)],
                     size_cap=self.limits.image_size_cap,
                     expect=Expectations(size=expected_size),
-                    # Only bare containers hold a disk image that can be inspected (as in Glance).
-                    inspection=Inspection(image.disk_format)
-                    if image.container_format == "bare"
-                    else None,
+                    inspection=_inspection(image, enforce=status == ImageStatus.SAVING),
                     idle_timeout=self.uploads.idle_timeout,
                 ),
             )
         except BaseException as error:
             # Shielded: this must finish even when the request was cancelled (client gone), or
-            # the image would stay in `saving` until its lease ran out.
+            # the image would stay in its upload status until its lease ran out.
             abort = functools.partial(
                 self.leases.abort, lease, store_failed=isinstance(error, StoreFailure)
             )
@@ -247,16 +288,16 @@ class ImageDataService:
             raise
         finally:
             self.metrics.upload_ended()
-        if not await to_thread.run_sync(self._activate, lease, store, facts):
-            await store.delete(facts.stored[0].location)
-            raise await to_thread.run_sync(self.leases.why_lost, lease)
+        return lease, facts
 
     async def _begin(
-        self, ctx: RequestContext, image_id: str, store: Store
+        self, ctx: RequestContext, image_id: str, store: Store, status: ImageStatus
     ) -> tuple[Image, UploadLease]:
         """`_begin_upload`; if the request is cancelled while its transaction commits, the
         upload it began is ended at once rather than when its lease runs out."""
-        begun = asyncio.ensure_future(to_thread.run_sync(self._begin_upload, ctx, image_id, store))
+        begun = asyncio.ensure_future(
+            to_thread.run_sync(self._begin_upload, ctx, image_id, store, status)
+        )
         try:
             return await asyncio.shield(begun)
         except asyncio.CancelledError:
@@ -278,19 +319,20 @@ class ImageDataService:
         return store
 
     def _begin_upload(
-        self, ctx: RequestContext, image_id: str, store: Store
+        self, ctx: RequestContext, image_id: str, store: Store, status: ImageStatus
     ) -> tuple[Image, UploadLease]:
         policy.require_reader(ctx, "get_image")
         with self.db.session() as session:
             repo = ImageRepository(session, lock=True)
             image = ImageService.visible_image(repo, ctx, image_id)
             policy.require_owner_member(ctx, image, "upload_image")
-            if not (image.disk_format and image.container_format):
+            # Glance checks the formats before an upload, and before the import of staged data.
+            if status == ImageStatus.SAVING and not (image.disk_format and image.container_format):
                 raise FormatsNotSet()
             # The row lock (or SQLite's single writer) makes this the only claimant.
-            if not repo.transition(image_id, from_=image.status, to=ImageStatus.SAVING):
+            if not repo.transition(image_id, from_=image.status, to=status):
                 raise ImageChanged(image_id, "its upload started")
-            return image, self.leases.take(session, image_id, ImageStatus.SAVING, store.store_id)
+            return image, self.leases.take(session, image_id, status, store.store_id)
 
     def _activate(self, lease: UploadLease, store: Store, facts: IngestFacts) -> bool:
         """`saving -> active` with the data's facts; False when the upload no longer holds
@@ -302,15 +344,36 @@ class ImageDataService:
                 lease.image_id,
                 from_=lease.status,
                 to=ImageStatus.ACTIVE,
-                size=facts.size,
-                virtual_size=facts.virtual_size,
-                checksum=facts.checksum,
-                os_hash_algo=facts.hash_algo,
-                os_hash_value=facts.hash_value,
+                **facts.image_columns(),
             )
             session.add(
                 ImageLocation(
                     image_id=lease.image_id, store_id=store.store_id, url=facts.stored[0].location
+                )
+            )
+            return True
+
+    def _record_staged(self, lease: UploadLease, store: Store, facts: IngestFacts) -> bool:
+        """The staged data recorded and the image's `size` set (as Glance shows it while
+        `uploading`); False when the stage no longer holds the image."""
+        with self.db.session() as session:
+            if not self.leases.release(session, lease):
+                return False
+            ImageRepository(session).update_in_status(
+                lease.image_id, ImageStatus.UPLOADING, size=facts.size
+            )
+            session.add(
+                ImageStaging(
+                    image_id=lease.image_id,
+                    store_id=store.store_id,
+                    object_key=lease.object_key,
+                    url=facts.stored[0].location,
+                    size=facts.size,
+                    checksum=facts.checksum,
+                    os_hash_algo=facts.hash_algo,
+                    os_hash_value=facts.hash_value,
+                    virtual_size=facts.virtual_size,
+                    format_problem=facts.format_problem,
                 )
             )
             return True
@@ -390,3 +453,10 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
     finally:
         # A client that goes away mid-download must not leave the store's reader open.
         await _close(rest)
+
+
+def _inspection(image: Image, *, enforce: bool) -> Inspection | None:
+    """Only bare containers hold a disk image that can be inspected (as in Glance)."""
+    if image.container_format != "bare":
+        return None
+    return Inspection(image.disk_format, enforce=enforce)

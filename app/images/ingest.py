@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import GlintError
-from app.images.formats import FormatInspector, check
+from app.images.formats import FormatInspector, UnsafeImage, check
 from app.storage.base import Store, StoredObject, StoreWriter
 from app.storage.errors import StoreError, StoreFull
 
@@ -96,10 +96,12 @@ class Inspection:
     """Whether and how to inspect the data as a disk image.
 
     `declared_format` None checks only safety and ambiguity (Glance inspects only data in a
-    `bare` container; the caller decides).
+    `bare` container; the caller decides). `enforce` False reports what the data fails in the
+    facts' `format_problem` instead of refusing it (staging: Glance's import reports it).
     """
 
     declared_format: str | None
+    enforce: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,18 @@ class IngestFacts:
     detected_format: str | None
     # One committed object per target, in the targets' order.
     stored: tuple[StoredObject, ...]
+    # Why the data fails inspection, when the inspection did not enforce it.
+    format_problem: str | None = None
+
+    def image_columns(self) -> dict[str, Any]:
+        """What an image that takes this data records of it, by column."""
+        return {
+            "size": self.size,
+            "virtual_size": self.virtual_size,
+            "checksum": self.checksum,
+            "os_hash_algo": self.hash_algo,
+            "os_hash_value": self.hash_value,
+        }
 
 
 async def ingest(
@@ -307,12 +321,20 @@ class _Pipeline:
             raise ChecksumMismatch("md5 checksum", expect.checksum, checksum)
         if expect.hash_value is not None and expect.hash_value.lower() != hash_value:
             raise ChecksumMismatch(self.multihash.name, expect.hash_value, hash_value)
-        virtual_size = detected = None
+        virtual_size = detected = problem = None
         if self.inspector is not None and inspection is not None:
             result = self.inspector.finish(self.size)
-            check(result, inspection.declared_format)
-            virtual_size, detected = result.virtual_size, result.detected_format
+            try:
+                check(result, inspection.declared_format)
+            except UnsafeImage as unsafe:
+                if inspection.enforce:
+                    raise
+                problem = unsafe.reason
+            detected = result.detected_format
+            # What a format's header claims is no size when the data fails inspection.
+            virtual_size = None if problem else result.virtual_size
         return {
+            "format_problem": problem,
             "size": self.size,
             "checksum": checksum,
             "hash_algo": self.multihash.name,

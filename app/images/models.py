@@ -187,3 +187,34 @@ class ImageUpload(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
     )
+
+
+class ImageStaging(SQLModel, table=True):
+    """Data staged for a glance-direct import (`PUT .../stage`): a committed object in the
+    staging store (the default store, so that a worker on any machine can read it), with the
+    facts measured while it arrived. The import reads it into the target stores; the object
+    goes (by a job) when the import ends or the image is deleted."""
+
+    __tablename__ = "image_staging"
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
+
+    image_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    store_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    # The key the object was written under: what `Store.discard` removes.
+    object_key: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    size: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    checksum: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    os_hash_algo: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    os_hash_value: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
+    virtual_size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    # Why the data may not become the image (an unsafe or mismatched disk image), found while
+    # staging and reported by the import, as Glance reports it: the stage itself succeeds.
+    format_problem: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(Timestamp, nullable=False)
+    )

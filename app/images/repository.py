@@ -217,6 +217,33 @@ class ImageRepository:
             ImageTag(image_id=image_id, value=tag) for tag in new if tag not in old
         )
 
+    def set_properties(self, image_id: str, values: dict[str, str | None]) -> None:
+        """Sets the named custom properties (None removes one), leaving the others alone."""
+        rows = self.session.execute(
+            sa.select(col(ImageProperty.name), col(ImageProperty.value)).where(
+                col(ImageProperty.image_id) == image_id,
+                col(ImageProperty.name).in_(list(values)),
+            )
+        )
+        current = dict(rows.all())
+        wanted = {**current, **values}
+        self.replace_properties(
+            image_id,
+            current,
+            {name: value for name, value in wanted.items() if value is not None},
+        )
+
+    def update_in_status(self, image_id: str, status: ImageStatus, **values: Any) -> bool:
+        """Compare-and-set of other columns: only while the image is still in `status`."""
+        values.setdefault("updated_at", utcnow())
+        result = self.session.execute(
+            sa.update(Image)
+            .where(col(Image.id) == image_id, col(Image.status) == status)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
     def transition(
         self, image_id: str, *, from_: ImageStatus, to: ImageStatus, **values: Any
     ) -> bool:

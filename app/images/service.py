@@ -193,6 +193,16 @@ class ImageService:
     # --- writes ----------------------------------------------------------------------------
 
     def create(self, ctx: RequestContext, new: NewImage) -> ImageRecord:
+        record = self.new_record(ctx, new)
+        try:
+            with self.db.session() as session:
+                self.insert(ImageRepository(session, lock=True), record)
+        except IntegrityError as exc:  # a concurrent create with the same id won the race
+            raise ImageIdTaken(record.image.id) from exc
+        return record
+
+    def new_record(self, ctx: RequestContext, new: NewImage) -> ImageRecord:
+        """The image `new` describes, if the caller may create it (not stored yet)."""
         for name in new.properties:
             attributes.check_settable(name, creating=True)
         self._check_values(new.min_ram, new.min_disk, new.properties)
@@ -203,7 +213,6 @@ class ImageService:
         properties = dict(new.properties)
         tags = _deduplicate(new.tags)
         self._check_quotas(properties, tags)
-
         now = utcnow()
         image = Image(
             id=new.id or str(uuid.uuid4()),
@@ -211,16 +220,14 @@ class ImageService:
             updated_at=now,
             **{name: getattr(new, name) for name in attributes.WRITABLE_COLUMNS},
         )
-        record = ImageRecord(image, properties, tags)
-        try:
-            with self.db.session() as session:
-                repo = ImageRepository(session, lock=True)
-                if repo.id_exists(image.id):
-                    raise ImageIdTaken(image.id)
-                repo.add(record)
-        except IntegrityError as exc:  # a concurrent create with the same id won the race
-            raise ImageIdTaken(image.id) from exc
-        return record
+        return ImageRecord(image, properties, tags)
+
+    @staticmethod
+    def insert(repo: ImageRepository, record: ImageRecord) -> None:
+        """Stores a new image in the caller's transaction (ids are never reused)."""
+        if repo.id_exists(record.image.id):
+            raise ImageIdTaken(record.image.id)
+        repo.add(record)
 
     async def update(
         self, ctx: RequestContext, image_id: str, changes: Sequence[ImageChange]

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from app.db.base import utcnow
 from app.db.engine import Database
 from app.errors import Conflict, GlintError
-from app.images.models import Image, ImageUpload
+from app.images.models import Image, ImageStaging, ImageUpload
 from app.images.repository import ImageRepository
 from app.images.status import ImageStatus
 from app.jobs.queue import enqueue
@@ -104,6 +104,16 @@ def discard_payload(store_id: str, object_key: str, image_id: str) -> dict[str, 
     return {"store_id": store_id, "key": object_key, "image_id": image_id}
 
 
+def release_staged(session: Session, image_id: str) -> dict[str, str] | None:
+    """Forgets the data staged for `image_id`; the payload of the job that removes it, to be
+    enqueued in the same transaction, or None when nothing was staged."""
+    staged = session.get(ImageStaging, image_id, with_for_update=True)
+    if staged is None:
+        return None
+    session.delete(staged)
+    return discard_payload(staged.store_id, staged.object_key, image_id)
+
+
 class UploadLeases:
     def __init__(
         self,
@@ -153,13 +163,15 @@ class UploadLeases:
 
     @staticmethod
     def release_any(session: Session, image_id: str) -> dict[str, str] | None:
-        """Ends whatever upload holds `image_id` (the image is being deleted); the payload of
-        the job that removes its partial bytes, or None when no upload was running."""
+        """Ends whatever upload holds `image_id` (the image is being deleted), or forgets the
+        data it staged; the payload of the job that removes those bytes, or None when there
+        are none. (An image has a running upload or staged data, never both: a stage holds
+        the image `uploading` until it is imported.)"""
         lease = session.get(ImageUpload, image_id, with_for_update=True)
-        if lease is None:
-            return None
-        session.delete(lease)
-        return discard_payload(lease.store_id, lease.object_key, lease.image_id)
+        if lease is not None:
+            session.delete(lease)
+            return discard_payload(lease.store_id, lease.object_key, lease.image_id)
+        return release_staged(session, image_id)
 
     def abort(self, lease: UploadLease, *, store_failed: bool = False) -> None:
         """A failed upload leaves its image as it was: `queued`, with no data facts (unless

@@ -93,7 +93,9 @@ class Worker:
         if handler is None:
             await self._fail(job, LookupError(f"no handler for job {job.name!r}"))
             return
-        running = asyncio.create_task(_call(handler, job.payload), name=f"job {job.id} {job.name}")
+        # Which attempt this is (1 for the first), for handlers that clean up after a dead one.
+        payload = {**job.payload, "attempt": job.attempts}
+        running = asyncio.create_task(_call(handler, payload), name=f"job {job.id} {job.name}")
         lost = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(job, running, lost, lease_ends))
         error: Exception | None = None

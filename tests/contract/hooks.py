@@ -27,10 +27,11 @@ def expressible_list_queries(ctx: Any, query: dict[str, Any] | None) -> bool:
     return len(dirs) <= 1 or len(dirs) == len(keys)
 
 
-@schemathesis.hook("map_query").apply_to(name="GET /v2/images")
+@schemathesis.hook("map_query").apply_to(name="GET /v2/images").apply_to(name="GET /v2/tasks")
 def no_invented_marker(ctx: Any, query: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A `marker` must name an image the caller can see (else 400, as in Glance); the schema
-    cannot say which strings those are, and stateful runs follow `next` links with real ones."""
+    """A `marker` must name an image (a task) the caller can see (else 400, as in Glance); the
+    schema cannot say which strings those are, and stateful runs follow `next` links with real
+    ones."""
     if query:
         query.pop("marker", None)
     return query

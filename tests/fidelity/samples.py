@@ -92,6 +92,10 @@ def _parse(text: str) -> list[Exchange]:
                 len(body_lines),
             )
             response_body = "\n".join(body_lines[:end]).rstrip("\n")
+            # The recording's own web server logged into it after the last page.
+            page_end = response_body.find("</html>")
+            if page_end != -1:
+                response_body = response_body[: page_end + len("</html>")]
         exchanges.append(
             Exchange(
                 title=title,

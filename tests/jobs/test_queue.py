@@ -174,7 +174,8 @@ def test_worker_runs_handlers_and_records_failures(db: Database) -> None:
         return count
 
     assert asyncio.run(run()) == 4
-    assert seen == [{"index": 0}, {"index": 1}]
+    # Handlers are told which attempt they run (the first here).
+    assert seen == [{"index": 0, "attempt": 1}, {"index": 1, "attempt": 1}]
     with db.session(write=False) as session:
         jobs = {job.name: job for job in session.exec(select(Job))}
     assert jobs["test.record"].status == JobStatus.SUCCEEDED

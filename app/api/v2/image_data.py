@@ -1,4 +1,5 @@
-"""`/v2/images/{image_id}/file`: upload and download image data, streamed both ways."""
+"""`/v2/images/{image_id}/file`: upload and download image data, streamed both ways; and
+`/v2/images/{image_id}/stage`, the upload of a glance-direct import."""
 
 from __future__ import annotations
 
@@ -17,23 +18,28 @@ from app.images.data import ImageDataMissing
 from app.images.formats import UnsafeImage
 
 router = APIRouter(prefix="/v2/images/{image_id}/file", tags=["images"], responses=ERROR_RESPONSES)
+staging_router = APIRouter(
+    prefix="/v2/images/{image_id}/stage", tags=["imports"], responses=ERROR_RESPONSES
+)
 
 OCTET_STREAM = "application/octet-stream"
 _BINARY = {"type": "string", "format": "binary"}
 # Only the raw body is documented: Swagger UI offers a file picker for it, and a second media
 # type breaks generated clients (openapi-python-client 0.29 then emits code that cannot import).
 # A `multipart/form-data` body with one file part is accepted too, for plain browser forms.
+_RAW_BODY = {"required": True, "content": {OCTET_STREAM: {"schema": _BINARY}}}
+_SIZE_HEADER = {
+    "name": "x-openstack-image-size",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "The image's size in bytes, for a chunked upload: a body of "
+    "another length fails (400) and leaves the image queued.",
+}
 _UPLOAD = {
-    "requestBody": {"required": True, "content": {OCTET_STREAM: {"schema": _BINARY}}},
+    "requestBody": _RAW_BODY,
     "parameters": [
-        {
-            "name": "x-openstack-image-size",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "integer", "minimum": 0},
-            "description": "The image's size in bytes, for a chunked upload: a body of "
-            "another length fails (400) and leaves the image queued.",
-        },
+        _SIZE_HEADER,
         {
             "name": "X-Image-Meta-Store",
             "in": "header",
@@ -43,6 +49,8 @@ _UPLOAD = {
         },
     ],
 }
+# Staged data goes to the staging store (the default store) whatever the import's targets.
+_STAGE = {"requestBody": _RAW_BODY, "parameters": [_SIZE_HEADER]}
 _DOWNLOAD = {
     "parameters": [
         {
@@ -94,6 +102,21 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
         raise BadRequest("The client disconnected before the whole image was received.") from None
 
 
+def _upload_body(request: Request) -> tuple[AsyncIterator[bytes], int | None]:
+    """The image bytes of an upload or stage request, and their declared size."""
+    content_type = request.headers.get("content-type") or ""
+    body = _body(request)
+    expected_size = _declared_size(request)
+    form_boundary = multipart.boundary(content_type)
+    if form_boundary is not None:
+        # The body's length includes the form's framing; only the file part is the image.
+        return multipart.file_part(body, form_boundary), _image_size_header(request)
+    if content_type.split(";", 1)[0].strip().lower() != OCTET_STREAM:
+        shown = content_type or "None"
+        raise UnsupportedMediaType(shown, f"Invalid content type {shown}")
+    return body, expected_size
+
+
 @router.put(
     "",
     status_code=204,
@@ -111,17 +134,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 async def upload_image_data(
     image_id: str, request: Request, ctx: ContextDep, data: ImageDataServiceDep
 ) -> Response:
-    content_type = request.headers.get("content-type") or ""
-    body = _body(request)
-    expected_size = _declared_size(request)
-    form_boundary = multipart.boundary(content_type)
-    if form_boundary is not None:
-        # The body's length includes the form's framing; only the file part is the image.
-        body = multipart.file_part(body, form_boundary)
-        expected_size = _image_size_header(request)
-    elif content_type.split(";", 1)[0].strip().lower() != OCTET_STREAM:
-        shown = content_type or "None"
-        raise UnsupportedMediaType(shown, f"Invalid content type {shown}")
+    body, expected_size = _upload_body(request)
     try:
         await data.upload(
             ctx,
@@ -133,6 +146,30 @@ async def upload_image_data(
     except UnsafeImage as error:
         # webob's 415 body: the media-type line, then the reason (as Glance sends it).
         raise UnsupportedMediaType(OCTET_STREAM, error.reason) from error
+    return Response(status_code=204)
+
+
+@staging_router.put(
+    "",
+    status_code=204,
+    openapi_extra=_STAGE,
+    responses=error_responses(
+        (404, "No such image, or glance-direct import is not enabled"),
+        408,
+        409,
+        410,
+        413,
+        (415, "Not application/octet-stream"),
+        (503, "The store failed"),
+    ),
+)
+async def stage_image_data(
+    image_id: str, request: Request, ctx: ContextDep, data: ImageDataServiceDep
+) -> Response:
+    """Stages the image's data for a `glance-direct` import: the image becomes `uploading`.
+    What inspecting the data finds is reported by the import."""
+    body, expected_size = _upload_body(request)
+    await data.stage(ctx, image_id, body, expected_size=expected_size)
     return Response(status_code=204)
 
 

@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from app.api.deps import ContextDep
 from app.api.v2.responses import error_responses
-from app.api.v2.schemas import ImageV2, MemberV2
+from app.api.v2.schemas import ImageV2, MemberV2, TaskStubV2, TaskV2
 from app.config import ImageFormatSettings
 from app.errors import BadRequest
 
@@ -36,7 +36,13 @@ class SchemaViolation(BadRequest):
 # Validates a document (a whole request body, or one attribute) against a published schema.
 ImageValidator = Callable[[dict[str, Any]], None]
 
-_JSON_TYPES: dict[type, str] = {str: "string", int: "integer", bool: "boolean", list: "array"}
+_JSON_TYPES: dict[type, str] = {
+    str: "string",
+    int: "integer",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
 _FIRST_KEYS = ("type", "readOnly", "description")
 
 
@@ -137,6 +143,25 @@ def members_schema() -> dict[str, Any]:
     }
 
 
+def task_schema() -> dict[str, Any]:
+    return {"name": "task", "properties": _properties(TaskV2, {})}
+
+
+def tasks_schema() -> dict[str, Any]:
+    # Items without input, result and message, as the list shows them (Glance's partial schema).
+    return {
+        "name": "tasks",
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "items": {"name": "task", "properties": _properties(TaskStubV2, {})},
+            },
+            "schema": {"type": "string"},
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}],
+    }
+
+
 def location_schema() -> dict[str, Any]:
     """Glance's schema of an add-location body (`{"add_location": body}` is validated)."""
     hash_value = {"type": "string", "maxLength": 128}
@@ -206,7 +231,7 @@ def _schema_route(path: str, build_name: str) -> None:
     router.add_api_route(path, show_schema, methods=["GET"], name=show_schema.__name__)
 
 
-for _name in ("image", "images", "member", "members"):
+for _name in ("image", "images", "member", "members", "task", "tasks"):
     _schema_route(f"/{_name}", _name)
 
 
@@ -216,4 +241,6 @@ def build_all(formats: ImageFormatSettings) -> dict[str, dict[str, Any]]:
         "images": images_schema(formats),
         "member": member_schema(),
         "members": members_schema(),
+        "task": task_schema(),
+        "tasks": tasks_schema(),
     }

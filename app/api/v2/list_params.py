@@ -179,15 +179,17 @@ _EXACT_VALUE = {
     # line, so it has no line breaks outside quotes (none at all, as a schema can say it).
     "pattern": "^(in:[^\r\n]*|eq:.*|[^:]*)$",
 }
-# ISO 8601 as datetime.fromisoformat reads it, the year 1 onwards, each month's days (the 29th
-# of February whatever the year: one regular expression cannot know leap years).
+# ISO 8601 as datetime.fromisoformat reads it, the year 1 onwards, each month's days, and the
+# 29th of February in leap years only (Gregorian: every fourth year but centuries not divisible
+# by 400).
+_YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
 _TIME_VALUE = {
     "type": "string",
     "pattern": (
         "^((gt|gte|eq|neq|lt|lte):)?"
-        "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-"
-        "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-        "|02-(0[1-9]|1[0-9]|2[0-9]))"
+        f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+        f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)"
         "(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?"
         "(Z|[+-](0[0-9]|1[0-9]|2[0-3]):[0-5][0-9])?)?$"
     ),

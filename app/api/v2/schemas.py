@@ -17,6 +17,8 @@ from app.images.repository import ImageRecord
 from app.images.service import MAX_INTEGER, MAX_PROPERTY_NAME, MAX_PROPERTY_VALUE
 from app.images.status import ImageStatus
 from app.images.stores import StoreEntry
+from app.tasks.models import TaskStatus
+from app.tasks.query import TYPES
 
 UUID_PATTERN = (
     "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"
@@ -429,3 +431,114 @@ def member_to_wire(member: ImageMember) -> dict[str, Any]:
         "updated_at": timestamp(member.updated_at),
         "schema": "/v2/schemas/member",
     }
+
+
+class ImportMethodV2(BaseModel):
+    model_config = ConfigDict(title="ImportMethodV2")
+
+    name: Literal["glance-direct", "web-download", "copy-image"] = Field(
+        description="How the data arrives: staged with `PUT .../stage`, downloaded from `uri`, "
+        "or copied from the image's stores into more stores"
+    )
+    uri: str = _omittable("web-download: the http(s) URL to download (import.* filtering)")
+
+
+class ImageImportV2(BaseModel):
+    """Body of `POST /v2/images/{image_id}/import`."""
+
+    model_config = ConfigDict(title="ImageImportV2")
+
+    method: ImportMethodV2
+    stores: list[str] = _omittable("Multi-store: the stores to import into")
+    all_stores: bool = _omittable("Multi-store: every writable store (default false)")
+    all_stores_must_succeed: bool = _omittable(
+        "Multi-store: false lets the image become active once one store has it (default true)"
+    )
+
+
+class ImportMethodsValueV2(BaseModel):
+    model_config = ConfigDict(title="ImportMethodsValueV2")
+
+    description: str
+    type: Literal["array"]
+    value: list[str]
+
+
+class ImportInfoV2(BaseModel):
+    model_config = ConfigDict(title="ImportInfoV2", populate_by_name=True)
+
+    import_methods: ImportMethodsValueV2 = Field(alias="import-methods")
+
+
+# --- tasks (these also make /v2/schemas/task and /v2/schemas/tasks) -------------------------
+
+
+class TaskStubV2(BaseModel):
+    """A task as lists show it; the fields are those of Glance's partial task schema."""
+
+    model_config = ConfigDict(populate_by_name=True, title="TaskStubV2")
+
+    id: str = Field(description="An identifier for the task", pattern=UUID_PATTERN)
+    type: str = Field(
+        description="The type of task represented by this content",
+        json_schema_extra={"enum": list(TYPES)},
+    )
+    status: TaskStatus = Field(description="The current status of this task")
+    owner: str = Field(description="An identifier for the owner of this task")
+    image_id: str = _omittable("Image associated with the task")
+    request_id: str = _omittable("Human-readable informative request-id")
+    user_id: str = _omittable("User associated with the task")
+    expires_at: str | None = _omittable("Datetime when this resource would be subject to removal")
+    created_at: str = Field(description="Datetime when this resource was created")
+    updated_at: str = Field(description="Datetime when this resource was updated")
+    self_: str = Field(alias="self", json_schema_extra={"readOnly": True})
+    schema_: str = Field(alias="schema", json_schema_extra={"readOnly": True})
+
+
+class TaskV2(TaskStubV2):
+    model_config = ConfigDict(populate_by_name=True, title="TaskV2")
+
+    input: dict[str, Any] | None = Field(description="The parameters required by task, JSON blob")
+    result: dict[str, Any] | None = Field(description="The result of current task, JSON blob")
+    message: str = Field(
+        description="Human-readable informative message only included when appropriate "
+        "(usually on failure)"
+    )
+
+
+class TasksV2(BaseModel):
+    model_config = ConfigDict(title="TasksV2")
+
+    tasks: list[TaskStubV2]
+    first: str
+    next: str | None = None
+    schema_: str = Field(alias="schema")
+
+
+class ImageTaskV2(BaseModel):
+    """A task as `GET /v2/images/{image_id}/tasks` shows it: Glance's database row, with its
+    times to the microsecond and without a zone."""
+
+    model_config = ConfigDict(title="ImageTaskV2")
+
+    id: str
+    type: str
+    status: TaskStatus
+    owner: str | None
+    expires_at: str | None
+    created_at: str
+    updated_at: str
+    deleted_at: str | None
+    deleted: bool
+    image_id: str | None
+    request_id: str | None
+    user_id: str | None
+    input: dict[str, Any]
+    result: dict[str, Any] | None
+    message: str
+
+
+class ImageTasksV2(BaseModel):
+    model_config = ConfigDict(title="ImageTasksV2")
+
+    tasks: list[ImageTaskV2]

@@ -1,0 +1,1 @@
+"""Glance's task resource: what a client sees of background work it asked for (imports)."""
