@@ -25,6 +25,7 @@ from app.db.engine import Database
 from app.errors import BadRequest, Forbidden, GlintError, NotFound
 from app.images import policy
 from app.images.errors import ImageChanged
+from app.images.imports import running_import_keys
 from app.images.ingest import (
     Expectations,
     ImageTooLarge,
@@ -384,13 +385,14 @@ class ImageDataService:
         """What crashed servers leave behind, now rather than when the worker next looks:
         uploads whose lease ran out are recovered (image back to `queued`, partial bytes removed
         by a job), images left in `saving` without any lease for `older_than` too, and staged
-        bytes untouched that long and held by no live upload are removed. Returns (images
-        reset, staged objects removed)."""
+        bytes untouched that long and held by no live upload or import are removed. Returns
+        (images reset, staged objects removed)."""
         reset = await to_thread.run_sync(self.leases.recover_expired)
         reset += await to_thread.run_sync(
             lambda: self.leases.reset_unleased(ImageStatus.SAVING, before=utcnow() - older_than)
         )
         live = await to_thread.run_sync(self.leases.live_keys)
+        live |= await to_thread.run_sync(running_import_keys, self.db)
         removed = 0
         for store_id in self.stores.ids():
             removed += await self.stores.get(store_id).purge_staging(

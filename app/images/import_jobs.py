@@ -31,7 +31,9 @@ from app.images.imports import (
     IMPORTING_TO,
     MAX_IMPORT_ATTEMPTS,
     WEB_DOWNLOAD,
+    attempt_key,
     joined,
+    staging_key,
     store_list,
 )
 from app.images.ingest import HASH_ALGORITHM, Expectations, IngestFacts, Inspection, Target, ingest
@@ -105,13 +107,10 @@ class ImportJob:
         )
 
     def key(self, attempt: int) -> str:
-        """The object key of this attempt's writes (one per attempt, as the stores expect)."""
-        return f"{self.image_id}.{self.task_id[:8]}.{attempt}"
+        return attempt_key(self.image_id, self.task_id, attempt)
 
     def staging_key(self, attempt: int) -> str:
-        """The key of what this attempt downloads into staging first (web-download into
-        stores that may fail one by one)."""
-        return f"{self.key(attempt)}.staged"
+        return staging_key(self.image_id, self.task_id, attempt)
 
 
 @dataclass

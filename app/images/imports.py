@@ -10,14 +10,17 @@ lock is held exactly while its task is pending or processing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
 from app import logs
 from app.context import RequestContext
+from app.db.base import utcnow
 from app.db.engine import Database
 from app.errors import BadRequest, Conflict
 from app.images import policy
@@ -26,6 +29,7 @@ from app.images.models import Image
 from app.images.repository import ImageRepository
 from app.images.service import ImageService, NewImage
 from app.images.status import ImageStatus
+from app.jobs.models import Job, JobStatus
 from app.jobs.queue import enqueue
 from app.storage.registry import StoreRegistry
 from app.tasks.models import FINISHED, Task, TaskType
@@ -100,6 +104,36 @@ class ImportRequest:
             all_stores_must_succeed=must_succeed,
             body=body,
         )
+
+
+def attempt_key(image_id: str, task_id: str, attempt: int) -> str:
+    """The object key an import attempt writes under (one per attempt, as the stores expect)."""
+    return f"{image_id}.{task_id[:8]}.{attempt}"
+
+
+def staging_key(image_id: str, task_id: str, attempt: int) -> str:
+    """The key of what an attempt downloads into staging first (a web-download into stores
+    that may fail one by one)."""
+    return f"{attempt_key(image_id, task_id, attempt)}.staged"
+
+
+def running_import_keys(db: Database) -> set[str]:
+    """The keys that imports running under a live lease are writing: the staging purge of
+    `glint scrub` must spare them however long a slow source keeps them unchanged."""
+    with db.session(write=False) as session:
+        rows = session.execute(
+            sa.select(col(Job.payload), col(Job.attempts)).where(
+                col(Job.name) == IMPORT_JOB,
+                col(Job.status) == JobStatus.RUNNING,
+                col(Job.lease_until) >= utcnow(),
+            )
+        ).all()
+    keys: set[str] = set()
+    for payload, attempt in rows:
+        job = json.loads(payload)
+        image_id, task_id = job["image_id"], job["task_id"]
+        keys |= {attempt_key(image_id, task_id, attempt), staging_key(image_id, task_id, attempt)}
+    return keys
 
 
 def store_list(value: str | None) -> set[str]:

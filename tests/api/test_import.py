@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,24 @@ class TestOneStore:
         assert task.status == "failure"
         assert task.message.startswith("The import was interrupted 3 times")
         assert files_in(store_root) == []
+
+    def test_scrub_spares_what_a_running_import_writes(
+        self, client: TestClient, app: FastAPI, store_root: Path
+    ) -> None:
+        """A slow source leaves an import's staged bytes untouched for long: the scrub's purge
+        of staged files must not take them while the import's job holds its lease."""
+        image = create(client)
+        stage(client, image)
+        assert start_import(client, image, GLANCE_DIRECT).status_code == 202
+        task_id = show(client, image)["os_glance_import_task"]
+        claimed = app.state.worker.queue.claim("a worker busy with the import")
+        assert claimed is not None
+        writing = store_root / "_staging" / f"{image['id']}.{task_id[:8]}.{claimed.attempts}"
+        writing.parent.mkdir(parents=True, exist_ok=True)
+        writing.write_bytes(b"the first batches")
+        os.utime(writing, (0, 0))
+        assert asyncio.run(app.state.data_service.scrub(timedelta(0))) == (0, 0)
+        assert writing.exists()
 
 
 def _pretend_attempts(db: Database, attempts: int) -> None:
