@@ -11,6 +11,7 @@ import http.server
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -383,6 +384,9 @@ class TestTwoStores:
         assert "Only images with status active can be targeted for copying" in said(refused)
 
 
+RELEASE_SLOW_SERVER = threading.Event()
+
+
 class _Files(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/redirect?to="):
@@ -390,6 +394,14 @@ class _Files(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", self.path.partition("=")[2])
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if self.path == "/slow.raw":  # a little, then nothing until the test ends
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(DATA)))
+            self.end_headers()
+            self.wfile.write(DATA[:10_000])
+            self.wfile.flush()
+            RELEASE_SLOW_SERVER.wait(30)
             return
         if self.path != "/image.raw":
             self.send_error(404)
@@ -408,9 +420,11 @@ def web_server() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    RELEASE_SLOW_SERVER.clear()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
+        RELEASE_SLOW_SERVER.set()
         server.shutdown()
         server.server_close()
 
@@ -557,4 +571,25 @@ class TestWebDownload:
         (task,) = tasks_of(db, image["id"])
         assert task.status == "failure"
         assert f"more than the maximum image size of {len(DATA) - 1} bytes" in task.message
+        assert files_in(settings.data_dir / "images") == []
+
+    def test_deleting_the_image_stops_a_running_import(
+        self, client: TestClient, app: FastAPI, db: Database, web_server: str, settings: Settings
+    ) -> None:
+        image = create(client)
+        body = {"method": {"name": "web-download", "uri": f"{web_server}/slow.raw"}}
+        assert start_import(client, image, body).status_code == 202
+        running = threading.Thread(target=lambda: asyncio.run(app.state.worker.run_once()))
+        running.start()
+        deadline = time.monotonic() + 10
+        while tasks_of(db, image["id"])[0].status != "processing":
+            assert time.monotonic() < deadline, "the import did not start"
+            time.sleep(0.05)
+        assert client.delete(f"/v2/images/{image['id']}", headers=A).status_code == 204
+        # It notices at its next progress report (every 2 s) and stops downloading.
+        running.join(timeout=10)
+        assert not running.is_alive()
+        (task,) = tasks_of(db, image["id"])
+        assert (task.status, task.message) == ("failure", "The import was stopped.")
+        run_jobs(app)
         assert files_in(settings.data_dir / "images") == []
