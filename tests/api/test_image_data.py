@@ -7,6 +7,7 @@ references (checked by `assert_store_clean`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import time
@@ -490,3 +491,55 @@ def test_scrub_recovers_what_a_crash_leaves(
     assert not abandoned.exists()
     assert live.exists()
     assert upload(client, stalled).status_code == 204
+
+
+def test_base64_upload_stores_the_decoded_image(client: TestClient, settings: Settings) -> None:
+    """`base64 disk.img | curl -H 'Content-Transfer-Encoding: base64' -T - ...`: what is stored,
+    counted and hashed is the image, not its text (76-character lines, as `base64` wraps)."""
+    text = base64.encodebytes(DATA)
+    image = create(client)
+    # Pieces that split quanta and line breaks anywhere.
+    pieces = iter([text[:1001], text[1001:1002], text[1002:50_003], text[50_003:]])
+    response = upload(client, image, pieces, **{"Content-Transfer-Encoding": "base64"})
+    assert response.status_code == 204, response.text
+    shown = client.get(image["self"], headers=A).json()
+    assert (shown["size"], shown["checksum"]) == (len(DATA), hashlib.md5(DATA).hexdigest())
+    assert client.get(image["file"], headers=A).content == DATA
+    staged = create(client)
+    response = client.put(
+        f"/v2/images/{staged['id']}/stage",
+        content=base64.b64encode(DATA),
+        headers={**A, **OCTET, "Content-Transfer-Encoding": "BASE64"},
+    )
+    assert response.status_code == 204, response.text
+    assert client.get(staged["self"], headers=A).json()["size"] == len(DATA)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"not base64!",  # outside the alphabet
+        base64.b64encode(b"ab") + base64.b64encode(b"cd"),  # padding before the end
+        [base64.b64encode(b"ab"), base64.b64encode(b"cd")],  # ... of an earlier chunk
+        base64.b64encode(DATA)[:-1],  # cut short
+    ],
+)
+def test_invalid_base64_is_refused(
+    client: TestClient, settings: Settings, text: bytes | list[bytes]
+) -> None:
+    image = create(client)
+    body = iter(text) if isinstance(text, list) else text
+    response = upload(client, image, body, **{"Content-Transfer-Encoding": "base64"})
+    assert response.status_code == 400
+    assert "not valid base64" in response.text
+    assert_queued_without_data(client, image)
+    assert_store_clean(client, settings)
+
+
+def test_transfer_encodings(client: TestClient) -> None:
+    image = create(client)
+    unknown = upload(client, image, **{"Content-Transfer-Encoding": "quoted-printable"})
+    assert unknown.status_code == 400
+    assert "Unsupported Content-Transfer-Encoding: quoted-printable" in unknown.text
+    assert upload(client, image, **{"Content-Transfer-Encoding": "binary"}).status_code == 204
+    assert client.get(image["file"], headers=A).content == DATA

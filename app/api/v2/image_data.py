@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
-from app.api import multipart
+from app.api import multipart, transfer_encoding
 from app.api.deps import ContextDep, ImageDataServiceDep
 from app.api.ranges import legacy_content_range, parse_range
 from app.api.v2.responses import ERROR_RESPONSES, error_responses
@@ -36,10 +36,20 @@ _SIZE_HEADER = {
     "description": "The image's size in bytes, for a chunked upload: a body of "
     "another length fails (400) and leaves the image queued.",
 }
+_TRANSFER_ENCODING_HEADER = {
+    "name": "Content-Transfer-Encoding",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "enum": ["base64", "binary", "8bit", "7bit"]},
+    "description": "`base64`: the body is the image base64-encoded (line breaks allowed), "
+    "decoded as it arrives; the stored bytes, size and checksum are the decoded image's. Give "
+    "the image's size, if at all, in x-openstack-image-size. Text that is not base64 is 400.",
+}
 _UPLOAD = {
     "requestBody": _RAW_BODY,
     "parameters": [
         _SIZE_HEADER,
+        _TRANSFER_ENCODING_HEADER,
         {
             "name": "X-Image-Meta-Store",
             "in": "header",
@@ -50,7 +60,7 @@ _UPLOAD = {
     ],
 }
 # Staged data goes to the staging store (the default store) whatever the import's targets.
-_STAGE = {"requestBody": _RAW_BODY, "parameters": [_SIZE_HEADER]}
+_STAGE = {"requestBody": _RAW_BODY, "parameters": [_SIZE_HEADER, _TRANSFER_ENCODING_HEADER]}
 _DOWNLOAD = {
     "parameters": [
         {
@@ -105,15 +115,22 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 def _upload_body(request: Request) -> tuple[AsyncIterator[bytes], int | None]:
     """The image bytes of an upload or stage request, and their declared size."""
     content_type = request.headers.get("content-type") or ""
+    base64 = transfer_encoding.is_base64(request.headers.get("content-transfer-encoding"))
     body = _body(request)
-    expected_size = _declared_size(request)
     form_boundary = multipart.boundary(content_type)
     if form_boundary is not None:
-        # The body's length includes the form's framing; only the file part is the image.
-        return multipart.file_part(body, form_boundary), _image_size_header(request)
-    if content_type.split(";", 1)[0].strip().lower() != OCTET_STREAM:
+        body = multipart.file_part(body, form_boundary)
+    elif content_type.split(";", 1)[0].strip().lower() != OCTET_STREAM:
         shown = content_type or "None"
         raise UnsupportedMediaType(shown, f"Invalid content type {shown}")
+    if form_boundary is not None or base64:
+        # Content-Length counts the form's framing, or the encoded text: only
+        # x-openstack-image-size can tell the image's own size.
+        expected_size = _image_size_header(request)
+    else:
+        expected_size = _declared_size(request)
+    if base64:
+        body = transfer_encoding.decoded(body)
     return body, expected_size
 
 
