@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -85,17 +84,15 @@ def list_images(
     params = list(request.query_params.multi_items())
     query = list_params.parse(params, request.app.state.settings.limits)
     records = images.list_images(ctx, query)
-    without_marker = [(k, v) for k, v in params if k != "marker"]
-    first = "/v2/images" + (f"?{urlencode(without_marker)}" if without_marker else "")
+    last = records[-1].image.id if records else None
+    links = list_params.page_links("/v2/images", params, last, full=len(records) == query.limit)
     body = {
         "images": [image_to_wire(record, view) for record in records],
-        "first": first,
+        "first": links["first"],
         "schema": "/v2/schemas/images",
     }
-    if records and len(records) == query.limit:
-        body["next"] = "/v2/images?" + urlencode(
-            [*without_marker, ("marker", records[-1].image.id)]
-        )
+    if "next" in links:
+        body["next"] = links["next"]
     return json_response(body)
 
 

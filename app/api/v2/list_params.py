@@ -6,6 +6,7 @@ import csv
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import cast
+from urllib.parse import urlencode
 
 from app.config import LimitSettings
 from app.errors import BadRequest
@@ -92,7 +93,7 @@ def _moment(name: str, value: str) -> tuple[TimeOp, datetime]:
     return cast(TimeOp, op), moment
 
 
-def _limit(params: list[tuple[str, str]], limits: LimitSettings) -> int:
+def limit(params: list[tuple[str, str]], limits: LimitSettings) -> int:
     values = [v for k, v in params if k == "limit"]
     if not values:
         return limits.limit_param_default
@@ -140,7 +141,7 @@ def _sort(params: list[tuple[str, str]]) -> list[tuple[str, SortDir]]:
 
 
 def parse(params: list[tuple[str, str]], limits: LimitSettings) -> ImageListQuery:
-    query = ImageListQuery(limit=_limit(params, limits), sort=_sort(params))
+    query = ImageListQuery(limit=limit(params, limits), sort=_sort(params))
     for name, value in params:
         if name == "marker":
             query.marker = value
@@ -199,7 +200,7 @@ _INT64_VALUE = {"type": "integer", "minimum": _INT64.start, "maximum": _INT64.st
 _BOOLEAN_VALUE = {"type": "boolean"}
 
 
-def _query(name: str, schema: Mapping[str, object], description: str) -> dict[str, object]:
+def query_parameter(name: str, schema: Mapping[str, object], description: str) -> dict[str, object]:
     return {
         "name": name,
         "in": "query",
@@ -211,20 +212,20 @@ def _query(name: str, schema: Mapping[str, object], description: str) -> dict[st
 
 def _repeatable(name: str, items: Mapping[str, object], description: str) -> dict[str, object]:
     return {
-        **_query(name, {"type": "array", "items": items}, description),
+        **query_parameter(name, {"type": "array", "items": items}, description),
         "style": "form",
         "explode": True,
     }
 
 
 OPENAPI_PARAMETERS = [
-    _query(
+    query_parameter(
         "limit",
         {"type": "integer", "minimum": 0, "maximum": _INT64.stop - 1},
         "Page size (default limits.limit_param_default, capped at limits.api_limit_max).",
     ),
-    _query("marker", {"type": "string"}, "Id of the last image of the previous page."),
-    _query(
+    query_parameter("marker", {"type": "string"}, "Id of the last image of the previous page."),
+    query_parameter(
         "sort",
         {
             "type": "string",
@@ -244,7 +245,7 @@ OPENAPI_PARAMETERS = [
         "Legacy sort syntax: one direction for every key, or one per key.",
     ),
     *(
-        _query(
+        query_parameter(
             name,
             _EXACT_VALUE,
             f'Images whose {name} is the value; `in:a,b,"c,d"` for any of several '
@@ -252,27 +253,27 @@ OPENAPI_PARAMETERS = [
         )
         for name in EXACT_FILTERS
     ),
-    _query(
+    query_parameter(
         "visibility",
         {"type": "string", "enum": [*VISIBILITIES, "all"]},
         "Only images of this visibility (default: all but community images of others).",
     ),
-    _query(
+    query_parameter(
         "member_status",
         {"type": "string", "enum": [*MEMBER_STATUSES, "all"]},
         "Shared images by the caller's membership status (default accepted).",
     ),
-    _query("size_min", _INT64_VALUE, "Images of at least this many bytes."),
-    _query("size_max", _INT64_VALUE, "Images of at most this many bytes."),
+    query_parameter("size_min", _INT64_VALUE, "Images of at least this many bytes."),
+    query_parameter("size_max", _INT64_VALUE, "Images of at most this many bytes."),
     _repeatable("tag", {"type": "string"}, "Images carrying every one of these tags."),
-    _query(
+    query_parameter(
         "os_hidden",
         _BOOLEAN_VALUE,
         "Hidden images instead of visible ones (default false; any case, as Glance).",
     ),
-    _query("protected", _BOOLEAN_VALUE, "Only protected, or only unprotected, images."),
+    query_parameter("protected", _BOOLEAN_VALUE, "Only protected, or only unprotected, images."),
     *(
-        _query(
+        query_parameter(
             name,
             _TIME_VALUE,
             f"Compare {name} with an ISO 8601 time: `[op:]time`, op one of "
@@ -281,3 +282,15 @@ OPENAPI_PARAMETERS = [
         for name in ("created_at", "updated_at")
     ),
 ]
+
+
+def page_links(
+    path: str, params: list[tuple[str, str]], last_id: str | None, *, full: bool
+) -> dict[str, str]:
+    """A list's `first` link, and its `next` one after a full page: the query as sent (every
+    repeated parameter kept), without its marker, then with the last item's id as marker."""
+    without_marker = [(key, value) for key, value in params if key != "marker"]
+    links = {"first": path + (f"?{urlencode(without_marker)}" if without_marker else "")}
+    if full and last_id is not None:
+        links["next"] = f"{path}?{urlencode([*without_marker, ('marker', last_id)])}"
+    return links

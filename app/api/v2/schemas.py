@@ -279,7 +279,7 @@ class LocationV2(BaseModel):
     )
 
 
-def _omittable(description: str, **extra: Any) -> Any:
+def omittable(description: str, **extra: Any) -> Any:
     """A field left out when it does not apply, never null."""
     return Field(None, description=description, **extra)
 
@@ -296,10 +296,10 @@ class LocationValidationDataV2(BaseModel):
         },
     )
 
-    os_hash_algo: Literal["sha1", "sha256", "sha512", "md5"] = _omittable(
+    os_hash_algo: Literal["sha1", "sha256", "sha512", "md5"] = omittable(
         "Needed with os_hash_value"
     )
-    os_hash_value: str = _omittable("Needed with os_hash_algo", max_length=128)
+    os_hash_value: str = omittable("Needed with os_hash_algo", max_length=128)
 
 
 class LocationCreateV2(BaseModel):
@@ -308,7 +308,7 @@ class LocationCreateV2(BaseModel):
     model_config = ConfigDict(title="LocationCreateV2")
 
     url: str = Field(description="Where the image's data is, in a configured store")
-    validation_data: LocationValidationDataV2 = _omittable(
+    validation_data: LocationValidationDataV2 = omittable(
         "The hash the data must have; it is computed either way."
     )
 
@@ -317,9 +317,9 @@ class StoreV2(BaseModel):
     model_config = ConfigDict(title="StoreV2", populate_by_name=True)
 
     id: str
-    description: str = _omittable("Shown only when configured")
-    default: Literal["true"] = _omittable("Only on the default store")
-    read_only: Literal["true"] = _omittable(
+    description: str = omittable("Shown only when configured")
+    default: Literal["true"] = omittable("Only on the default store")
+    read_only: Literal["true"] = omittable(
         "Only on stores that take no image data", alias="read-only"
     )
 
@@ -440,7 +440,7 @@ class ImportMethodV2(BaseModel):
         description="How the data arrives: staged with `PUT .../stage`, downloaded from `uri`, "
         "or copied from the image's stores into more stores"
     )
-    uri: str = _omittable("web-download: the http(s) URL to download (import.* filtering)")
+    uri: str = omittable("web-download: the http(s) URL to download (import.* filtering)")
 
 
 class ImageImportV2(BaseModel):
@@ -449,9 +449,9 @@ class ImageImportV2(BaseModel):
     model_config = ConfigDict(title="ImageImportV2")
 
     method: ImportMethodV2
-    stores: list[str] = _omittable("Multi-store: the stores to import into")
-    all_stores: bool = _omittable("Multi-store: every writable store (default false)")
-    all_stores_must_succeed: bool = _omittable(
+    stores: list[str] = omittable("Multi-store: the stores to import into")
+    all_stores: bool = omittable("Multi-store: every writable store (default false)")
+    all_stores_must_succeed: bool = omittable(
         "Multi-store: false lets the image become active once one store has it (default true)"
     )
 
@@ -485,10 +485,10 @@ class TaskStubV2(BaseModel):
     )
     status: TaskStatus = Field(description="The current status of this task")
     owner: str = Field(description="An identifier for the owner of this task")
-    image_id: str = _omittable("Image associated with the task")
-    request_id: str = _omittable("Human-readable informative request-id")
-    user_id: str = _omittable("User associated with the task")
-    expires_at: str | None = _omittable("Datetime when this resource would be subject to removal")
+    image_id: str = omittable("Image associated with the task")
+    request_id: str = omittable("Human-readable informative request-id")
+    user_id: str = omittable("User associated with the task")
+    expires_at: str | None = omittable("Datetime when this resource would be subject to removal")
     created_at: str = Field(description="Datetime when this resource was created")
     updated_at: str = Field(description="Datetime when this resource was updated")
     self_: str = Field(alias="self", json_schema_extra={"readOnly": True})

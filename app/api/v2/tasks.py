@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, cast
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -125,7 +124,7 @@ def parse_list_query(params: list[tuple[str, str]], limits: LimitSettings) -> Ta
     marker = values.get("marker")
     if marker is not None and not _is_uuid(marker):
         raise BadRequest("Invalid marker format")
-    limit = list_params._limit(params, limits)
+    limit = list_params.limit(params, limits)
     sort_key = values.get("sort_key", "created_at")
     if sort_key not in SORT_KEYS:
         raise BadRequest("Sort key supplied was not valid.")
@@ -140,35 +139,35 @@ def parse_list_query(params: list[tuple[str, str]], limits: LimitSettings) -> Ta
 
 _LIST_PARAMETERS = [
     next(p for p in list_params.OPENAPI_PARAMETERS if p["name"] == "limit"),
-    list_params._query(
+    list_params.query_parameter(
         "marker",
         {"type": "string", "format": "uuid"},
         "Id of the last task of the previous page.",
     ),
-    list_params._query(
+    list_params.query_parameter(
         "sort_key",
         {"type": "string", "enum": list(SORT_KEYS)},
         "Sort by this column, then by created_at and id (default created_at).",
     ),
-    list_params._query(
+    list_params.query_parameter(
         "sort_dir",
         {"type": "string", "enum": ["asc", "desc"]},
         "One direction for every key (default desc).",
     ),
-    list_params._query(
+    list_params.query_parameter(
         "status", {"type": "string", "enum": list(STATUSES)}, "Only tasks in this status."
     ),
-    list_params._query("type", {"type": "string", "enum": list(TYPES)}, "Only tasks of this type."),
+    list_params.query_parameter(
+        "type", {"type": "string", "enum": list(TYPES)}, "Only tasks of this type."
+    ),
     *(
-        list_params._query(name, {"type": "string"}, f"Only tasks whose {name} is exactly this.")
+        list_params.query_parameter(
+            name, {"type": "string"}, f"Only tasks whose {name} is exactly this."
+        )
         for name in EXACT_FILTERS
         if name not in ("status", "type")
     ),
 ]
-
-
-def _list_link(params: list[tuple[str, str]]) -> str:
-    return "/v2/tasks" + (f"?{urlencode(params)}" if params else "")
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -185,14 +184,15 @@ def list_tasks(request: Request, ctx: ContextDep, tasks: TaskServiceDep) -> Resp
     params = list(request.query_params.multi_items())
     query = parse_list_query(params, request.app.state.settings.limits)
     found = tasks.list_tasks(ctx, query)
-    without_marker = [(k, v) for k, v in params if k != "marker"]
+    last = found[-1].id if found else None
+    links = list_params.page_links("/v2/tasks", params, last, full=len(found) == query.limit)
     body = {
         "tasks": [task_stub_to_wire(task) for task in found],
-        "first": _list_link(without_marker),
+        "first": links["first"],
         "schema": "/v2/schemas/tasks",
     }
-    if found and len(found) == query.limit:
-        body["next"] = _list_link([*without_marker, ("marker", found[-1].id)])
+    if "next" in links:
+        body["next"] = links["next"]
     return json_response(body)
 
 
