@@ -74,3 +74,55 @@ wait_for() {
     sleep 0.2
   done
 }
+
+# The filters both Swift proxies (tempauth's in swift.sh, Keystone's in keystone.sh) configure
+# alike, for their proxy-server.conf; $1: memcached's port.
+swift_proxy_filters() {
+  cat <<EOF
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:$1
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+
+[filter:healthcheck]
+use = egg:swift#healthcheck
+
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+
+[filter:listing_formats]
+use = egg:swift#listing_formats
+
+[filter:bulk]
+use = egg:swift#bulk
+
+[filter:tempurl]
+use = egg:swift#tempurl
+
+[filter:copy]
+use = egg:swift#copy
+
+[filter:container-quotas]
+use = egg:swift#container_quotas
+
+[filter:account-quotas]
+use = egg:swift#account_quotas
+
+[filter:slo]
+use = egg:swift#slo
+
+[filter:dlo]
+use = egg:swift#dlo
+
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
+
+[filter:symlink]
+use = egg:swift#symlink
+EOF
+}

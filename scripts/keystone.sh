@@ -262,51 +262,7 @@ use = egg:swift#keystoneauth
 operator_roles = admin, member
 reseller_admin_role = ResellerAdmin
 
-[filter:cache]
-use = egg:swift#memcache
-memcache_servers = 127.0.0.1:$memcached_port
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-
-[filter:healthcheck]
-use = egg:swift#healthcheck
-
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-
-[filter:listing_formats]
-use = egg:swift#listing_formats
-
-[filter:bulk]
-use = egg:swift#bulk
-
-[filter:tempurl]
-use = egg:swift#tempurl
-
-[filter:copy]
-use = egg:swift#copy
-
-[filter:container-quotas]
-use = egg:swift#container_quotas
-
-[filter:account-quotas]
-use = egg:swift#account_quotas
-
-[filter:slo]
-use = egg:swift#slo
-
-[filter:dlo]
-use = egg:swift#dlo
-
-[filter:versioned_writes]
-use = egg:swift#versioned_writes
-
-[filter:symlink]
-use = egg:swift#symlink
+$(swift_proxy_filters "$memcached_port")
 EOF
 
 if [ "$proxy_changed" = 1 ]; then stop swift-proxy; fi
