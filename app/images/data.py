@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -36,11 +36,11 @@ from app.images.ingest import (
     ingest,
 )
 from app.images.locations import by_weight, redact
-from app.images.models import Image, ImageLocation, ImageStaging
+from app.images.models import Image, ImageLocation
 from app.images.repository import ImageRepository
 from app.images.service import ImageService
 from app.images.status import WITHOUT_DATA, ImageStatus
-from app.images.uploads import UploadLease, UploadLeases
+from app.images.uploads import UploadLease, UploadLeases, staging_row
 from app.metrics import NO_METRICS, Metrics
 from app.storage.base import Capability, Store
 from app.storage.errors import ObjectNotFound, StoreError, UnknownStore
@@ -225,9 +225,7 @@ class ImageDataService:
         lease, facts = await self._receive(
             ctx, image_id, body, store, ImageStatus.SAVING, expected_size=expected_size
         )
-        if not await to_thread.run_sync(self._activate, lease, store, facts):
-            await store.delete(facts.stored[0].location)
-            raise await to_thread.run_sync(self.leases.why_lost, lease)
+        await self._end(self._activate, lease, store, facts)
 
     async def stage(
         self,
@@ -247,7 +245,19 @@ class ImageDataService:
         lease, facts = await self._receive(
             ctx, image_id, body, store, ImageStatus.UPLOADING, expected_size=expected_size
         )
-        if not await to_thread.run_sync(self._record_staged, lease, store, facts):
+        await self._end(self._record_staged, lease, store, facts)
+
+    async def _end(
+        self,
+        record: Callable[[UploadLease, Store, IngestFacts], bool],
+        lease: UploadLease,
+        store: Store,
+        facts: IngestFacts,
+    ) -> None:
+        """The upload's end recorded by `record`; if the upload no longer held the image
+        (deleted, or reset after its lease ran out), its object goes and the uploader hears
+        why."""
+        if not await to_thread.run_sync(record, lease, store, facts):
             await store.delete(facts.stored[0].location)
             raise await to_thread.run_sync(self.leases.why_lost, lease)
 
@@ -363,20 +373,7 @@ class ImageDataService:
             ImageRepository(session).update_in_status(
                 lease.image_id, ImageStatus.UPLOADING, size=facts.size
             )
-            session.add(
-                ImageStaging(
-                    image_id=lease.image_id,
-                    store_id=store.store_id,
-                    object_key=lease.object_key,
-                    url=facts.stored[0].location,
-                    size=facts.size,
-                    checksum=facts.checksum,
-                    os_hash_algo=facts.hash_algo,
-                    os_hash_value=facts.hash_value,
-                    virtual_size=facts.virtual_size,
-                    format_problem=facts.format_problem,
-                )
-            )
+            session.add(staging_row(lease.image_id, store.store_id, lease.object_key, facts))
             return True
 
     # --- recovery after a crash ----------------------------------------------------------------

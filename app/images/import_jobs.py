@@ -46,6 +46,7 @@ from app.images.uploads import (
     DISCARD_UPLOAD_JOB,
     discard_payload,
     release_staged,
+    staging_row,
 )
 from app.jobs.queue import enqueue
 from app.jobs.worker import Handler
@@ -180,8 +181,7 @@ class _ImportRunner:
 
     async def run(self, payload: dict[str, Any]) -> None:
         job = ImportJob.from_payload(payload)
-        status = await to_thread.run_sync(self._start, job)
-        if status is None:
+        if not await to_thread.run_sync(self._start, job):
             return  # finished by an earlier attempt, or its task is gone
         await self._discard_earlier_attempts(job)
         if job.attempt > MAX_IMPORT_ATTEMPTS:
@@ -239,7 +239,7 @@ class _ImportRunner:
                 continue
             try:
                 facts = await self._watched(
-                    job, progress, self._ingest(job, image, staged, group, outcome, progress)
+                    job, progress, self._ingest(job, image, staged, group, progress)
                 )
             except (GlintError, StoreError) as error:
                 if one_pass:
@@ -271,20 +271,10 @@ class _ImportRunner:
         store = self.stores.default
         key = job.staging_key(job.attempt)
         facts = await self._watched(
-            job, progress, self._ingest(job, image, None, [store], outcome, progress, key=key)
+            job, progress, self._ingest(job, image, None, [store], progress, key=key)
         )
         outcome.staged_download = discard_payload(store.store_id, key, job.image_id)
-        return ImageStaging(
-            image_id=image.id,
-            store_id=store.store_id,
-            object_key=key,
-            url=facts.stored[0].location,
-            size=facts.size,
-            checksum=facts.checksum,
-            os_hash_algo=facts.hash_algo,
-            os_hash_value=facts.hash_value,
-            virtual_size=facts.virtual_size,
-        )
+        return staging_row(image.id, store.store_id, key, facts)
 
     async def _ingest(
         self,
@@ -292,7 +282,6 @@ class _ImportRunner:
         image: Image,
         staged: ImageStaging | None,
         group: list[Store],
-        outcome: Outcome,
         progress: Progress,
         *,
         key: str | None = None,
@@ -452,15 +441,15 @@ class _ImportRunner:
 
     # --- transactions ----------------------------------------------------------------------
 
-    def _start(self, job: ImportJob) -> TaskStatus | None:
-        """The task `processing`; None when there is nothing to do any more."""
+    def _start(self, job: ImportJob) -> bool:
+        """The task `processing`; False when there is nothing to do any more."""
         with self.db.session() as session:
             tasks = TaskRepository(session)
             task = tasks.find(job.task_id)
             if task is None or task.status in FINISHED:
-                return None
+                return False
             tasks.start(job.task_id)
-            return TaskStatus.PROCESSING
+            return True
 
     def _image_and_staging(self, job: ImportJob) -> tuple[Image, ImageStaging | None]:
         with self.db.session(write=False) as session:
@@ -476,9 +465,7 @@ class _ImportRunner:
     def _report(self, job: ImportJob, message: str) -> bool:
         """Writes progress; False when the import should stop (image deleted, lock lost)."""
         with self.db.session() as session:
-            repo = ImageRepository(session)
-            image = repo.find(job.image_id)
-            if image is None or repo.load([image])[0].properties.get(IMPORT_TASK) != job.task_id:
+            if self._holds(ImageRepository(session), job) is None:
                 return False
             return TaskRepository(session).report(job.task_id, message)
 

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 from app.db.base import utcnow
 from app.db.engine import Database
 from app.errors import Conflict, GlintError
+from app.images.ingest import IngestFacts
 from app.images.models import Image, ImageStaging, ImageUpload
 from app.images.repository import ImageRepository
 from app.images.status import ImageStatus
@@ -102,6 +103,22 @@ def _requeue(session: Session, image_id: str, status: ImageStatus) -> bool:
 def discard_payload(store_id: str, object_key: str, image_id: str) -> dict[str, str]:
     # The image id only says what the job is about (its log lines name the image).
     return {"store_id": store_id, "key": object_key, "image_id": image_id}
+
+
+def staging_row(image_id: str, store_id: str, object_key: str, facts: IngestFacts) -> ImageStaging:
+    """The record of data staged under `object_key`, with what was measured as it arrived."""
+    return ImageStaging(
+        image_id=image_id,
+        store_id=store_id,
+        object_key=object_key,
+        url=facts.stored[0].location,
+        size=facts.size,
+        checksum=facts.checksum,
+        os_hash_algo=facts.hash_algo,
+        os_hash_value=facts.hash_value,
+        virtual_size=facts.virtual_size,
+        format_problem=facts.format_problem,
+    )
 
 
 def release_staged(session: Session, image_id: str) -> dict[str, str] | None:

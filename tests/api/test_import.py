@@ -429,12 +429,17 @@ def web_server() -> Iterator[str]:
         server.server_close()
 
 
+def reaching(settings: Settings, web_server: str, **changes: Any) -> Settings:
+    """`settings`, with web-download allowed to fetch from the test's web server."""
+    port = int(web_server.rsplit(":", 1)[1])
+    allowed = ImportSettings(allowed_hosts=["127.0.0.1"], allowed_ports=[port])
+    return settings.model_copy(update={"import_": allowed, **changes})
+
+
 class TestWebDownload:
     @pytest.fixture
     def app(self, settings: Settings, db: Database, web_server: str) -> FastAPI:
-        port = int(web_server.rsplit(":", 1)[1])
-        allowed = ImportSettings(allowed_hosts=["127.0.0.1"], allowed_ports=[port])
-        return create_app(settings.model_copy(update={"import_": allowed}), database=db)
+        return create_app(reaching(settings, web_server), database=db)
 
     def test_download(self, client: TestClient, app: FastAPI, web_server: str) -> None:
         image = create(client)
@@ -554,14 +559,8 @@ class TestWebDownload:
     def test_more_than_the_size_cap_fails_the_task(
         self, settings: Settings, db: Database, web_server: str
     ) -> None:
-        port = int(web_server.rsplit(":", 1)[1])
-        capped = settings.model_copy(
-            update={
-                "import_": ImportSettings(allowed_hosts=["127.0.0.1"], allowed_ports=[port]),
-                "limits": settings.limits.model_copy(update={"image_size_cap": len(DATA) - 1}),
-            }
-        )
-        app = create_app(capped, database=db)
+        limits = settings.limits.model_copy(update={"image_size_cap": len(DATA) - 1})
+        app = create_app(reaching(settings, web_server, limits=limits), database=db)
         with TestClient(app) as client:
             image = create(client)
             body = {"method": {"name": "web-download", "uri": f"{web_server}/image.raw"}}
